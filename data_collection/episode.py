@@ -1,0 +1,307 @@
+"""One episode per file: the on-disk format every tool reads through `read_episode`.
+
+Step alignment (DreamerV3's convention; docs/dataset.md has the table): an episode of T actions
+is stored as T + 1 rows. Row i holds observation i, the reward and cost *received on arriving* at
+observation i (the result of action i - 1; row 0 has 0), and action i, the action *taken at*
+observation i (the last row's action is all zeros and never executed). is_first marks row 0,
+is_last the final row, is_terminal a true end of the task (never in SafeReach: episodes end by
+the time limit only).
+
+Files are .npz (NumPy zip) written to a hidden temporary name, flushed, fsynced and renamed into
+place, so a crash never leaves a partial episode under a valid name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import zipfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+SUFFIX = ".npz"
+LABEL_SOURCES = ("manual", "simulated-operator", "oracle", "imported")
+IMAGE_SHAPE = (64, 64, 3)
+
+# field -> (dtype, shape after the leading step axis)
+STEP_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
+    "image": (np.dtype(np.uint8), IMAGE_SHAPE),
+    "pose": (np.dtype(np.float32), (6,)),
+    "action": (np.dtype(np.float32), (6,)),
+    "reward": (np.dtype(np.float32), ()),
+    "cost": (np.dtype(np.float32), ()),
+    "is_first": (np.dtype(bool), ()),
+    "is_last": (np.dtype(bool), ()),
+    "is_terminal": (np.dtype(bool), ()),
+}
+# Optional per-step fields: the ground truth beside the labels, when a simulator knows it.
+OPTIONAL_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
+    "oracle_reward": (np.dtype(np.float32), ()),
+    "oracle_cost": (np.dtype(np.float32), ()),
+}
+REQUIRED_METADATA = ("schema_version", "task", "layout_seed", "control_hz", "label_source")
+
+
+class EpisodeFormatError(ValueError):
+    """An episode file that cannot be used. Names the file and, where known, the field."""
+
+    def __init__(self, path: str | Path, field: str | None, problem: str):
+        self.path, self.field, self.problem = str(path), field, problem
+        where = f" field '{field}'" if field else ""
+        super().__init__(f"{path}:{where} {problem}")
+
+
+@dataclass
+class Episode:
+    steps: dict[str, np.ndarray]  # STEP_FIELDS (+ OPTIONAL_FIELDS), each with N = T + 1 rows
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        """Number of rows (observations), T + 1."""
+        return len(self.steps["reward"])
+
+    @property
+    def num_actions(self) -> int:
+        return len(self) - 1
+
+    @property
+    def success(self) -> bool:
+        return bool(self.steps["reward"].max(initial=0) > 0)
+
+    @property
+    def violation(self) -> bool:
+        return bool(self.steps["cost"].max(initial=0) > 0)
+
+    @property
+    def category(self) -> str:
+        return category_name(safe=not self.violation, success=self.success)
+
+
+def category_name(*, safe: bool, success: bool) -> str:
+    return f"{'safe' if safe else 'unsafe'}+{'success' if success else 'fail'}"
+
+
+CATEGORIES = tuple(category_name(safe=s, success=k) for s in (True, False) for k in (True, False))
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class EpisodeBuilder:
+    """Collects an episode step by step in the stored alignment.
+
+    builder = EpisodeBuilder(metadata); builder.start(obs)
+    for each step: builder.add(action, reward, cost, next_obs)   # labels of that action
+    episode = builder.finish()
+    """
+
+    def __init__(self, metadata: dict[str, Any]):
+        self.metadata = {"schema_version": SCHEMA_VERSION, "started_at": now_iso(), **metadata}
+        self._rows: dict[str, list] = {k: [] for k in STEP_FIELDS}
+        self._oracle: dict[str, list] = {"oracle_reward": [], "oracle_cost": []}
+
+    def start(self, obs: dict[str, np.ndarray]) -> None:
+        if self._rows["image"]:
+            raise RuntimeError("EpisodeBuilder.start called twice")
+        self._append_obs(obs, reward=0.0, cost=0.0, first=True, oracle=(0.0, 0.0))
+
+    def add(
+        self,
+        action: np.ndarray,
+        reward: float,
+        cost: float,
+        next_obs: dict[str, np.ndarray],
+        oracle: tuple[float, float] | None = None,
+    ) -> None:
+        if not self._rows["image"]:
+            raise RuntimeError("EpisodeBuilder.add before start")
+        self._rows["action"].append(np.asarray(action, np.float32))
+        self._append_obs(next_obs, reward, cost, first=False, oracle=oracle)
+
+    @property
+    def num_actions(self) -> int:
+        return len(self._rows["action"])
+
+    def finish(self, *, terminal: bool = False, status: str = "complete") -> Episode:
+        if not self._rows["image"]:
+            raise RuntimeError("empty episode")
+        actions = [*self._rows["action"], np.zeros(6, np.float32)]
+        n = len(self._rows["image"])
+        steps = {
+            "image": np.stack(self._rows["image"]).astype(np.uint8),
+            "pose": np.stack(self._rows["pose"]).astype(np.float32),
+            "action": np.stack(actions).astype(np.float32),
+            "reward": np.asarray(self._rows["reward"], np.float32),
+            "cost": np.asarray(self._rows["cost"], np.float32),
+            "is_first": np.arange(n) == 0,
+            "is_last": np.arange(n) == n - 1,
+            "is_terminal": (np.arange(n) == n - 1) & terminal,
+        }
+        if all(v is not None for v in self._oracle["oracle_reward"]):
+            for k, v in self._oracle.items():
+                steps[k] = np.asarray(v, np.float32)
+        metadata = {**self.metadata, "finished_at": now_iso(), "status": status}
+        metadata.setdefault("episode_id", secrets.token_hex(4))
+        return Episode(steps, metadata)
+
+    def _append_obs(self, obs, reward, cost, first, oracle) -> None:
+        self._rows["image"].append(np.asarray(obs["image"], np.uint8))
+        self._rows["pose"].append(np.asarray(obs["pose"], np.float32))
+        self._rows["reward"].append(float(reward))
+        self._rows["cost"].append(float(cost))
+        self._oracle["oracle_reward"].append(None if oracle is None else float(oracle[0]))
+        self._oracle["oracle_cost"].append(None if oracle is None else float(oracle[1]))
+
+
+def episode_filename(metadata: dict[str, Any]) -> str:
+    """Sortable, unique: episode-<UTC start time>-<id>.npz"""
+    stamp = str(metadata.get("started_at", now_iso()))
+    compact = stamp.replace("-", "").replace(":", "").replace("+0000", "").split(".")[0]
+    return f"episode-{compact}-{metadata.get('episode_id', secrets.token_hex(4))}{SUFFIX}"
+
+
+def write_episode(episode: Episode, directory: str | Path, filename: str | None = None) -> Path:
+    """Validate and write atomically; returns the final path. Never overwrites a file."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    name = filename or episode_filename(episode.metadata)
+    final = directory / name
+    validate_episode(episode, final)
+    if final.exists():
+        raise FileExistsError(f"{final} exists; episodes are never overwritten")
+    tmp = directory / f".{name}.{os.getpid()}.partial"
+    payload = dict(episode.steps)
+    payload["metadata"] = np.asarray(json.dumps(episode.metadata, sort_keys=True))
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(directory)
+    return final
+
+
+def replace_episode(episode: Episode, path: str | Path) -> Path:
+    """Atomically rewrite an existing episode file (e.g. after relabelling)."""
+    path = Path(path)
+    validate_episode(episode, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    payload = dict(episode.steps)
+    payload["metadata"] = np.asarray(json.dumps(episode.metadata, sort_keys=True))
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_episode(path: str | Path) -> Episode:
+    """The one reader. Raises EpisodeFormatError naming the file and the field on any defect."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = set(archive.files)
+            if "metadata" not in names:
+                raise EpisodeFormatError(path, "metadata", "missing")
+            steps = {}
+            for name in (*STEP_FIELDS, *OPTIONAL_FIELDS):
+                if name in names:
+                    steps[name] = _load_field(archive, name, path)
+                elif name in STEP_FIELDS:
+                    raise EpisodeFormatError(path, name, "missing")
+            raw_meta = _load_field(archive, "metadata", path)
+    except EpisodeFormatError:
+        raise
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise EpisodeFormatError(path, None, f"not a readable episode file ({err})") from err
+    try:
+        metadata = json.loads(str(raw_meta))
+    except json.JSONDecodeError as err:
+        raise EpisodeFormatError(path, "metadata", f"not valid JSON ({err})") from err
+    if not isinstance(metadata, dict):
+        raise EpisodeFormatError(path, "metadata", "must be a JSON object")
+    episode = Episode(steps, metadata)
+    validate_episode(episode, path)
+    return episode
+
+
+def _load_field(archive, name: str, path: Path) -> np.ndarray:
+    try:
+        return archive[name]
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise EpisodeFormatError(path, name, f"unreadable (truncated or corrupt: {err})") from err
+
+
+def validate_episode(episode: Episode, path: str | Path = "<memory>") -> None:
+    """Schema, shapes, dtypes, finiteness and flag consistency; raises EpisodeFormatError."""
+    meta = episode.metadata
+    for key in REQUIRED_METADATA:
+        if key not in meta:
+            raise EpisodeFormatError(path, f"metadata.{key}", "missing")
+    if meta["schema_version"] != SCHEMA_VERSION:
+        raise EpisodeFormatError(
+            path,
+            "metadata.schema_version",
+            f"is {meta['schema_version']!r}, this reader understands {SCHEMA_VERSION}",
+        )
+    if meta["label_source"] not in LABEL_SOURCES:
+        raise EpisodeFormatError(
+            path, "metadata.label_source", f"{meta['label_source']!r} not in {LABEL_SOURCES}"
+        )
+    steps = episode.steps
+    n = None
+    for name, (dtype, shape) in {**STEP_FIELDS, **OPTIONAL_FIELDS}.items():
+        if name not in steps:
+            if name in STEP_FIELDS:
+                raise EpisodeFormatError(path, name, "missing")
+            continue
+        arr = steps[name]
+        if arr.dtype != dtype:
+            raise EpisodeFormatError(path, name, f"dtype {arr.dtype}, expected {dtype}")
+        if arr.ndim != 1 + len(shape) or arr.shape[1:] != shape:
+            raise EpisodeFormatError(
+                path, name, f"shape {arr.shape}, expected (steps, {', '.join(map(str, shape))})"
+            )
+        n = len(arr) if n is None else n
+        if len(arr) != n:
+            raise EpisodeFormatError(path, name, f"has {len(arr)} rows, other fields have {n}")
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise EpisodeFormatError(path, name, "contains NaN or Inf")
+    if n is None or n < 2:
+        raise EpisodeFormatError(path, "reward", f"needs at least 2 rows, has {n}")
+    if not steps["is_first"][0] or steps["is_first"][1:].any():
+        raise EpisodeFormatError(path, "is_first", "must be true on row 0 only")
+    if not steps["is_last"][-1] or steps["is_last"][:-1].any():
+        raise EpisodeFormatError(path, "is_last", "must be true on the final row only")
+    if steps["is_terminal"][:-1].any():
+        raise EpisodeFormatError(path, "is_terminal", "may only be true on the final row")
+    for name in ("reward", "cost"):
+        if steps[name][0] != 0:
+            raise EpisodeFormatError(path, name, "row 0 must be 0 (no action led to it)")
+    if np.abs(steps["action"]).max(initial=0) > 1.0 + 1e-6:
+        raise EpisodeFormatError(path, "action", "outside [-1, 1]")

@@ -1,0 +1,1 @@
+"""FOSP stack: robot (arm + sim), perception, policy, data collection."""

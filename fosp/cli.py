@@ -1,0 +1,41 @@
+"""`fosp`: one entry point, one subcommand per job. Each package registers its own commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from data_collection import cli as data_cli
+    from robot import cli as robot_cli
+
+    parser = argparse.ArgumentParser(prog="fosp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    robot_cli.register(sub)
+    data_cli.register(sub)
+    demo = sub.add_parser("demo", help="the end-to-end job of `make demo`")
+    demo.add_argument("--out", default="out/demo", help="output folder")
+    demo.add_argument("--episodes", type=int, default=200)
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from fosp.demo import run_demo
+
+    return run_demo(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The Franka Panda side: backends, the simulated SafeReach world, the gymnasium env(s)."""

@@ -1,0 +1,93 @@
+"""The SafeReach workspace and the limits every commanded pose must respect.
+
+One place defines the task box, the orientation limit and the per-step limits; the simulator
+clips with them and the safety filter (every backend) enforces them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from robot.geometry import matrix_to_rotvec, rotvec_to_matrix
+
+# Home orientation of the end effector: the Franka Hand pointing straight down, fingers along
+# the base y axis (the TCP's z axis = -base z). Pose rotations are measured relative to it.
+HOME_ROTATION = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Task area on the table (z = 0 is the table top) and the box the TCP must stay inside."""
+
+    area_center: tuple[float, float] = (0.5, 0.0)
+    area_size: float = 0.25  # the paper's 25 cm x 25 cm task area
+    # The TCP box: the task area plus a small margin, from just above the table to a safe height.
+    box_low: tuple[float, float, float] = (0.36, -0.14, 0.02)
+    box_high: tuple[float, float, float] = (0.64, 0.14, 0.14)
+    max_tilt: float = 0.35  # rad, |rotation vector| relative to HOME_ROTATION
+    home_position: tuple[float, float, float] = (0.40, 0.0, 0.12)
+
+    @property
+    def low(self) -> np.ndarray:
+        return np.asarray(self.box_low)
+
+    @property
+    def high(self) -> np.ndarray:
+        return np.asarray(self.box_high)
+
+    def home_pose(self) -> np.ndarray:
+        return np.concatenate([self.home_position, np.zeros(3)])
+
+
+@dataclass(frozen=True)
+class StepLimits:
+    """How far one control step may move the commanded pose (a 6-D action of 1 maps to these)."""
+
+    control_hz: float = 10.0
+    max_translation: float = 0.02  # m per step along each axis (0.2 m/s at 10 Hz)
+    max_rotation: float = 0.08  # rad per step about each axis
+    # The commanded pose may lead the measured one by at most this much, so a blocked arm does
+    # not wind up a large spring (the impedance controller would release it as a jump).
+    max_lead_translation: float = 0.03
+    max_lead_rotation: float = 0.15
+
+
+@dataclass(frozen=True)
+class ControlLimits:
+    workspace: Workspace = field(default_factory=Workspace)
+    step: StepLimits = field(default_factory=StepLimits)
+
+    def action_to_delta(self, action: np.ndarray) -> np.ndarray:
+        """Scale a 6-D action in [-1, 1] (clipped) to a pose delta (xyz m, rotation vector rad)."""
+        a = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        scale = np.array([self.step.max_translation] * 3 + [self.step.max_rotation] * 3)
+        return a * scale
+
+    def clip_pose(self, pose: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+        """Clip a pose [xyz, rotvec] to the task box and tilt limit and, given the measured
+        `reference` pose, to the maximum lead over it. Always returns a valid pose."""
+        pose = np.asarray(pose, dtype=np.float64).copy()
+        if reference is not None:
+            pose[:3] = reference[:3] + _clip_norm(
+                pose[:3] - reference[:3], self.step.max_lead_translation
+            )
+            rel = matrix_to_rotvec(rotvec_to_matrix(pose[3:]) @ rotvec_to_matrix(reference[3:]).T)
+            rel = _clip_norm(rel, self.step.max_lead_rotation)
+            pose[3:] = matrix_to_rotvec(rotvec_to_matrix(rel) @ rotvec_to_matrix(reference[3:]))
+        pose[:3] = np.clip(pose[:3], self.workspace.low, self.workspace.high)
+        pose[3:] = _clip_norm(pose[3:], self.workspace.max_tilt)
+        return pose
+
+    def apply_delta(self, pose: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """pose (+) delta: translation added, rotation composed in the base frame."""
+        out = np.empty(6)
+        out[:3] = pose[:3] + delta[:3]
+        out[3:] = matrix_to_rotvec(rotvec_to_matrix(delta[3:]) @ rotvec_to_matrix(pose[3:]))
+        return out
+
+
+def _clip_norm(v: np.ndarray, limit: float) -> np.ndarray:
+    norm = float(np.linalg.norm(v))
+    return v if norm <= limit else v * (limit / norm)
