@@ -1,0 +1,150 @@
+"""Typed configs and the named presets (`paper` = FOSP Table 4, `small` = CPU demo, `tiny` = tests).
+
+One `Config` holds everything a run needs; `resolve(preset, **overrides)` builds it and
+`Config.to_dict()` is what every run writes beside its outputs (and what a resumed run is compared
+against: the `model` and `agent` sections must match for a checkpoint to load).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """World model (DreamerV3-style RSSM) and network sizes."""
+
+    deter: int = 512  # GRU state h
+    stoch: int = 48  # number of categorical latents N_l (Table 4)
+    classes: int = 48  # classes per latent C_l (Table 4)
+    hidden: int = 512  # units of the RSSM's own layers
+    mlp_units: int = 512  # N_units (Table 4)
+    mlp_layers: int = 5  # N_MLP (Table 4): encoder/decoder/heads/actor/critics
+    cnn_depth: int = 32  # channels of the first conv layer (doubles 3 times: 64 -> 4)
+    unimix: float = 0.01  # DreamerV3's 1 % uniform mix in the latent categoricals
+    bins: int = 255  # two-hot bins of the reward and cost heads (symlog space)
+    kl_dyn: float = 1.0  # eq. 1: weight of KL[sg(q) || p]
+    kl_rep: float = 0.1  # eq. 1: beta (Table 4) of KL[q || sg(p)]
+    free_nats: float = 1.0  # DreamerV3 free bits, per loss term
+    action_dim: int = 6
+    pose_dim: int = 6
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Offline FOSP (paper §4.1-4.2, App. A-B); defaults are Table 4."""
+
+    horizon: int = 15  # H, imagination horizon (eq. 6)
+    gamma: float = 0.997  # discount
+    lambda_r: float = 0.95  # TD(lambda) of the reward critic (eq. 8)
+    lambda_c: float = 0.95  # TD(lambda) of the cost critic
+    expectile: float = 0.8  # kappa (eq. 7)
+    beta_r: float = 10.0  # beta_1, AWR temperature on A_r (eq. 19)
+    beta_c: float = 10.0  # beta_2, AWR temperature on A_c (eq. 19)
+    awr_max_exponent: float = 4.6  # clip of each exponent in eq. 19 (e^4.6 ~ 100, as in IQL)
+    entropy: float = 3e-4  # eta (eq. 20)
+    gamma_u: float = 0.99  # REF discount (eq. 30)
+    ref_imagined: bool = True  # also train the REF on imagined rollouts (predicted costs)
+    cost_event: float = 0.5  # a predicted cost above this counts as a violation in imagination
+    lagrange_init: float = 0.01  # lambda_p^0 (Table 4)
+    penalty_init: float = 1e-6  # mu^0 (Table 4, read as 1e-6)
+    penalty_growth: float = 5e-9  # nu (Table 4, read as 5e-9): mu^{k+1} = mu^k (1 + nu)
+    actor_min_std: float = 0.1
+    actor_max_std: float = 1.0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr_model: float = 1e-4  # l_wm
+    lr_actor_critic: float = 3e-5  # l_ac: actor, Q, Q_c, V, V_c
+    lr_ref: float = 5e-5  # l_r: REF (between l_ac and the multiplier step mu/2, App. B)
+    eps: float = 1e-8
+    grad_clip: float = 1000.0  # global norm per optimiser (DreamerV3 uses 1000 for the model)
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch: int = 64  # Table 4
+    length: int = 16  # Table 4
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    eval_every: int = 0  # 0 = no evaluation during training
+    seed: int = 0
+    device: str = "auto"  # auto = cuda if available else cpu
+    compile: bool = False  # torch.compile the train step (GPU; slow to compile on CPU)
+    bf16: bool = False  # bf16 autocast (GPU)
+
+
+@dataclass(frozen=True)
+class Config:
+    preset: str = "paper"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        return cls(
+            preset=data.get("preset", "custom"),
+            model=ModelConfig(**data["model"]),
+            agent=AgentConfig(**data["agent"]),
+            optim=OptimConfig(**data["optim"]),
+            train=TrainConfig(**data["train"]),
+        )
+
+    def architecture(self) -> dict[str, Any]:
+        """What a checkpoint's tensors depend on: must match to load one."""
+        return {"model": dataclasses.asdict(self.model), "agent": dataclasses.asdict(self.agent)}
+
+
+PRESETS: dict[str, Config] = {
+    "paper": Config(preset="paper"),
+    # Trains on 2 CPU cores in minutes (fosp demo). Smaller everything; higher learning rates so
+    # a few hundred steps already give a usable policy; multiplier step mu/2 kept above the REF lr.
+    "small": Config(
+        preset="small",
+        model=ModelConfig(
+            deter=256, stoch=16, classes=16, hidden=256, mlp_units=256, mlp_layers=2, cnn_depth=16
+        ),
+        agent=AgentConfig(
+            horizon=10, gamma=0.99, penalty_init=2e-3, penalty_growth=1e-4, entropy=3e-4
+        ),
+        optim=OptimConfig(lr_model=4e-4, lr_actor_critic=2e-4, lr_ref=4e-4),
+        train=TrainConfig(batch=16, length=32, log_every=25, checkpoint_every=250),
+    ),
+    "tiny": Config(
+        preset="tiny",
+        model=ModelConfig(
+            deter=64,
+            stoch=8,
+            classes=8,
+            hidden=64,
+            mlp_units=64,
+            mlp_layers=1,
+            cnn_depth=8,
+            bins=63,
+        ),  # fmt: skip
+        agent=AgentConfig(horizon=5, gamma=0.99, penalty_init=2e-3, penalty_growth=1e-4),
+        optim=OptimConfig(lr_model=1e-3, lr_actor_critic=3e-4, lr_ref=6e-4),
+        train=TrainConfig(batch=8, length=16, log_every=10, checkpoint_every=50),
+    ),
+}
+
+
+def resolve(preset: str, **train_overrides: Any) -> Config:
+    """The preset with TrainConfig fields overridden (None values are ignored)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    cfg = PRESETS[preset]
+    overrides = {k: v for k, v in train_overrides.items() if v is not None}
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise ValueError(f"unknown train option(s): {', '.join(sorted(unknown))}")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))

@@ -1,0 +1,140 @@
+"""The FOSP equations as pure tensor functions (no modules, no state), each pinned by a unit test.
+
+Equation numbers are those of the FOSP paper (Cao et al., ICLR 2025); docs/algorithm.md maps
+every equation to its line here and lists the readings chosen where the paper is ambiguous.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# ---------------------------------------------------------------- DreamerV3 transforms
+
+
+def symlog(x: Tensor) -> Tensor:
+    return torch.sign(x) * torch.log1p(torch.abs(x))
+
+
+def symexp(x: Tensor) -> Tensor:
+    return torch.sign(x) * torch.expm1(torch.abs(x))
+
+
+def twohot_bins(n: int, limit: float = 20.0, device=None) -> Tensor:
+    """Equally spaced bins in symlog space (DreamerV3: 255 bins on [-20, 20])."""
+    return torch.linspace(-limit, limit, n, device=device)
+
+
+def twohot(y: Tensor, bins: Tensor) -> Tensor:
+    """Two-hot encoding of `y` (already in bin space) over sorted `bins`: the two neighbouring
+    bins share the mass so that sum(p * bins) == y (clamped to the bin range)."""
+    y = y.clamp(bins[0], bins[-1])
+    hi = torch.searchsorted(bins, y.contiguous(), right=True).clamp(1, len(bins) - 1)
+    lo = hi - 1
+    w_hi = (y - bins[lo]) / (bins[hi] - bins[lo])
+    out = torch.zeros(*y.shape, len(bins), device=y.device, dtype=y.dtype)
+    out.scatter_(-1, lo.unsqueeze(-1), (1 - w_hi).unsqueeze(-1))
+    out.scatter_add_(-1, hi.unsqueeze(-1), w_hi.unsqueeze(-1))
+    return out
+
+
+def twohot_mean(logits: Tensor, bins: Tensor) -> Tensor:
+    """Expected value of a two-hot symlog head, back in the original space."""
+    return symexp((torch.softmax(logits, -1) * bins).sum(-1))
+
+
+def twohot_loss(logits: Tensor, target: Tensor, bins: Tensor) -> Tensor:
+    """-ln p(target) of a two-hot symlog head (cross-entropy against the two-hot of symlog y)."""
+    return -(twohot(symlog(target), bins) * F.log_softmax(logits, -1)).sum(-1)
+
+
+# ---------------------------------------------------------------- world model, eq. 1
+
+
+def categorical_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
+    """KL(p || q) of N_l independent categoricals [..., N_l, C_l], summed over the latents."""
+    p_log = F.log_softmax(p_logits, -1)
+    q_log = F.log_softmax(q_logits, -1)
+    return (p_log.exp() * (p_log - q_log)).sum((-2, -1))
+
+
+def kl_balance(
+    post_logits: Tensor, prior_logits: Tensor, dyn_scale: float, rep_scale: float, free: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Eq. 1's KL terms with KL balancing and free bits.
+
+    dyn = KL[sg(q) || p] trains the prior, rep = KL[q || sg(p)] the posterior (weight beta).
+    Free bits: each term is max(free, KL), so below `free` nats it gives no gradient.
+    Returns (loss per element, dyn KL, rep KL) (the KLs before clipping, for logging)."""
+    dyn = categorical_kl(post_logits.detach(), prior_logits)
+    rep = categorical_kl(post_logits, prior_logits.detach())
+    loss = dyn_scale * torch.clamp(dyn, min=free) + rep_scale * torch.clamp(rep, min=free)
+    return loss, dyn, rep
+
+
+# ---------------------------------------------------------------- critics, eqs. 7-11
+
+
+def expectile_loss(q: Tensor, v: Tensor, kappa: float) -> Tensor:
+    """Eq. 7: |kappa - 1{Q - V < 0}| (Q - V)^2, i.e. weight kappa where Q > V (V is pushed up
+    towards the upper expectile of Q) and 1 - kappa where Q < V. Elementwise."""
+    diff = q - v
+    weight = torch.where(diff < 0, 1.0 - kappa, kappa)
+    return weight * diff.square()
+
+
+def lambda_returns(
+    rewards: Tensor, conts: Tensor, values: Tensor, gamma: float, lam: float
+) -> Tensor:
+    """Eq. 8, TD(lambda) along an imagined rollout; time is the leading axis of length H.
+
+    Index h refers to the transition from s^h to s^{h+1}: rewards[h] and conts[h] are the
+    predicted reward / continuation of s^{h+1} and values[h] = V(s^{h+1}). Then
+    R^H = V(s^H) and R^h = r^{h+1} + gamma c^{h+1} ((1 - lam) V(s^{h+1}) + lam R^{h+1}).
+    Returns R^0 .. R^{H-1}, the targets of Q(s^h, a^h) in eq. 9."""
+    out = []
+    nxt = values[-1]
+    for h in reversed(range(rewards.shape[0])):
+        nxt = rewards[h] + gamma * conts[h] * ((1 - lam) * values[h] + lam * nxt)
+        out.append(nxt)
+    return torch.stack(out[::-1])
+
+
+def td_target(reward_next: Tensor, cont_next: Tensor, value_next: Tensor, gamma: float) -> Tensor:
+    """Eq. 10's target with dataset rewards: r_t + gamma V(s^0_{t+1}) (masked at a true end)."""
+    return reward_next + gamma * cont_next * value_next
+
+
+# ---------------------------------------------------------------- REF, eq. 30
+
+
+def ref_target(violation: Tensor, u_next: Tensor, gamma_u: float, has_next: Tensor) -> Tensor:
+    """Eq. 30 (RESPO): u(s_t) <- max(1{s_t violates}, gamma_u u(s_{t+1})).
+
+    `violation` comes from the cost labels (or the cost decoder in imagination), never from u
+    itself; `has_next` = 0 at the end of a trajectory, where only the indicator remains.
+    u is the probability of a future violation; FOSP's feasibility weight is 1 - u."""
+    return torch.maximum(violation, gamma_u * u_next * has_next)
+
+
+# ---------------------------------------------------------------- policy extraction, eqs. 18-20
+
+
+def awr_weights(
+    adv_r: Tensor,
+    adv_c: Tensor,
+    feasible: Tensor,
+    phi: Tensor | float,
+    beta_r: float,
+    beta_c: float,
+    max_exponent: float,
+) -> Tensor:
+    """Eq. 19 with eq. 16's penalty: w = f exp(beta_1 (A_r - Phi)) + (1 - f) exp(-beta_2 A_c).
+
+    f = 1 - u is the probability of staying feasible (paper §4.2 defines u^pi this way), so
+    feasible states learn from the reward advantage and states heading for a violation from the
+    cost advantage. Each exponent is clipped to <= max_exponent (weights <= e^max, as IQL does)."""
+    w_r = torch.exp(torch.clamp(beta_r * (adv_r - phi), max=max_exponent))
+    w_c = torch.exp(torch.clamp(-beta_c * adv_c, max=max_exponent))
+    return feasible * w_r + (1 - feasible) * w_c
