@@ -8,12 +8,14 @@ import sys
 
 def build_parser() -> argparse.ArgumentParser:
     from data_collection import cli as data_cli
+    from policy import cli as policy_cli
     from robot import cli as robot_cli
 
     parser = argparse.ArgumentParser(prog="fosp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     robot_cli.register(sub)
     data_cli.register(sub)
+    policy_cli.register(sub)
     demo = sub.add_parser("demo", help="the end-to-end job of `make demo`")
     demo.add_argument("--out", default="out/demo", help="output folder")
     demo.add_argument("--episodes", type=int, default=200)

@@ -1,0 +1,99 @@
+"""Roll a trained policy out in the in-process sim: success / violation rates (+ Wilson 95 %).
+
+Success = any reward in the episode; violation = any cost in the episode (paper Table 3's SR/CV).
+Episode k uses env.reset(seed=base_seed + k), so evaluations are reproducible and comparable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from policy.agent import FOSPAgent
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (95 % for z = 1.96)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class EvalResult:
+    task: str
+    episodes: int
+    successes: int
+    violations: int
+    mean_return: float
+    mean_cost: float
+
+    @property
+    def sr(self) -> float:
+        return self.successes / max(1, self.episodes)
+
+    @property
+    def cv(self) -> float:
+        return self.violations / max(1, self.episodes)
+
+    def to_dict(self) -> dict:
+        lo, hi = wilson(self.successes, self.episodes)
+        clo, chi = wilson(self.violations, self.episodes)
+        return {
+            **asdict(self),
+            "sr": self.sr,
+            "sr_ci": [lo, hi],
+            "cv": self.cv,
+            "cv_ci": [clo, chi],
+        }
+
+    def line(self) -> str:
+        lo, hi = wilson(self.successes, self.episodes)
+        clo, chi = wilson(self.violations, self.episodes)
+        return (
+            f"{self.task:>9}: SR {100 * self.sr:5.1f} % [{100 * lo:.0f}, {100 * hi:.0f}]  "
+            f"CV {100 * self.cv:5.1f} % [{100 * clo:.0f}, {100 * chi:.0f}]  "
+            f"(n={self.episodes}, Wilson 95 %)"
+        )
+
+
+def evaluate(
+    agent: FOSPAgent,
+    task: str = "train",
+    episodes: int = 20,
+    seed: int = 10_000,
+    deterministic: bool = True,
+    progress: bool = False,
+) -> EvalResult:
+    from tqdm import tqdm
+
+    from robot.env import EnvConfig, SafeReachEnv
+
+    env = SafeReachEnv(EnvConfig(task=task))
+    successes = violations = 0
+    ret_sum = cost_sum = 0.0
+    try:
+        for k in tqdm(range(episodes), desc=f"eval {task}", disable=not progress):
+            obs, _ = env.reset(seed=seed + k)
+            state = None
+            done = False
+            ep_ret = ep_cost = 0.0
+            while not done:
+                action, state = agent.act(obs, state, deterministic=deterministic)
+                obs, reward, terminated, truncated, info = env.step(action)
+                ep_ret += float(reward)
+                ep_cost += float(info["cost"])
+                done = terminated or truncated
+            successes += ep_ret > 0
+            violations += ep_cost > 0
+            ret_sum += ep_ret
+            cost_sum += ep_cost
+    finally:
+        env.close()
+    return EvalResult(
+        task, episodes, int(successes), int(violations), ret_sum / episodes, cost_sum / episodes
+    )

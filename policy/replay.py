@@ -1,0 +1,128 @@
+"""Sequence replay: episodes concatenated in flat tensors; B windows of length T sampled by index.
+
+Windows never cross an episode boundary. The whole dataset lives on the training device when it
+fits (a 200-episode SafeReach dataset is ~200 MB, images as uint8), so a batch is one gather with
+no host transfer; otherwise it stays in host memory and each batch is copied over. Online episodes
+are appended with `add` (finetuning).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from data_collection.dataset import Dataset
+from data_collection.episode import IMAGE_SHAPE, Episode
+
+FIELDS = {
+    "image": (torch.uint8, IMAGE_SHAPE),
+    "pose": (torch.float32, (6,)),
+    "action": (torch.float32, (6,)),
+    "reward": (torch.float32, ()),
+    "cost": (torch.float32, ()),
+    "is_first": (torch.bool, ()),
+    "is_last": (torch.bool, ()),
+    "is_terminal": (torch.bool, ()),
+}
+
+
+class ReplayError(ValueError):
+    """Data the learner cannot use (empty dataset, wrong shapes, episodes too short)."""
+
+
+class Replay:
+    def __init__(self, length: int, device: str | torch.device = "cpu", seed: int = 0):
+        self.length = int(length)
+        self.device = torch.device(device)
+        self.storage_device = self.device
+        self.data: dict[str, Tensor] = {}
+        self.starts = torch.zeros(0, dtype=torch.long)
+        self.num_episodes = 0
+        self.generator = torch.Generator(device="cpu").manual_seed(seed)
+
+    def __len__(self) -> int:
+        return 0 if not self.data else len(self.data["reward"])
+
+    @classmethod
+    def from_dataset(
+        cls, root: str | Path, length: int, device: str | torch.device = "cpu", seed: int = 0
+    ) -> Replay:
+        root = Path(root)
+        if not root.is_dir():
+            raise ReplayError(f"dataset folder {root} does not exist")
+        replay = cls(length, device, seed)
+        episodes = [ep for _, ep in Dataset(root).episodes()]
+        if not episodes:
+            raise ReplayError(f"dataset {root} has no episodes")
+        replay.add_many(episodes, names=[str(p) for p in Dataset(root).episode_paths()])
+        return replay
+
+    def add(self, episode: Episode, name: str = "<episode>") -> None:
+        self.add_many([episode], [name])
+
+    def add_many(self, episodes: list[Episode], names: list[str] | None = None) -> None:
+        names = names or [f"<episode {i}>" for i in range(len(episodes))]
+        chunks: dict[str, list[np.ndarray]] = {k: [] for k in FIELDS}
+        offset = len(self)
+        new_starts = []
+        for ep, name in zip(episodes, names, strict=True):
+            n = self._check(ep, name)
+            for k, (_, shape) in FIELDS.items():
+                chunks[k].append(np.asarray(ep.steps[k]).reshape(n, *shape))
+            if n >= self.length:
+                new_starts.append(torch.arange(offset, offset + n - self.length + 1))
+            offset += n
+        if not new_starts and len(self.starts) == 0:
+            raise ReplayError(
+                f"no episode has >= {self.length} rows: cannot sample sequences of that length"
+            )
+        new = {k: torch.from_numpy(np.concatenate(v)) for k, v in chunks.items()}
+        if not self.data:
+            self.storage_device = self._pick_storage(sum(t.nbytes for t in new.values()))
+        for k, v in new.items():
+            v = v.to(self.storage_device)
+            self.data[k] = v if k not in self.data else torch.cat([self.data[k], v])
+        self.starts = torch.cat([self.starts, *new_starts])
+        self.num_episodes += len(episodes)
+
+    def _pick_storage(self, nbytes: int) -> torch.device:
+        if self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            if nbytes > free // 3:  # leave room for the model and activations
+                return torch.device("cpu")
+        return self.device
+
+    @staticmethod
+    def _check(ep: Episode, name: str) -> int:
+        n = len(ep.steps.get("reward", ()))
+        if n < 2:
+            raise ReplayError(f"{name}: episode has {n} rows, need at least 2")
+        for k, (_, shape) in FIELDS.items():
+            if k not in ep.steps:
+                raise ReplayError(f"{name}: missing field '{k}'")
+            got = tuple(np.shape(ep.steps[k]))
+            if got != (n, *shape):
+                raise ReplayError(f"{name}: field '{k}' has shape {got}, expected {(n, *shape)}")
+        return n
+
+    def sample(self, batch: int) -> dict[str, Tensor]:
+        """B windows of `length` consecutive rows of one episode each. Row 0 of every window is
+        marked is_first, so the RSSM starts each window from its initial state."""
+        pick = torch.randint(len(self.starts), (batch,), generator=self.generator)
+        idx = self.starts[pick][:, None] + torch.arange(self.length)
+        idx = idx.to(self.storage_device)
+        out = {k: v[idx] for k, v in self.data.items()}
+        out["is_first"] = out["is_first"].clone()
+        out["is_first"][:, 0] = True
+        if self.storage_device != self.device:
+            out = {k: v.to(self.device, non_blocking=True) for k, v in out.items()}
+        return out
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "num_episodes": self.num_episodes}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
