@@ -286,6 +286,50 @@ class SafeReachSim:
     def close(self) -> None:
         _close_renderers(self._renderers)
 
+    # ----------------------------------------------------------------- external command
+    # Added for the ROS sim backend (robot.backends.sim): the safety filter computes the pose,
+    # the world only tracks it. step() above is unchanged.
+    def step_to(self, pose: np.ndarray) -> StepLabels:
+        """One control step towards an already filtered equilibrium `pose` [xyz, rotvec]: the
+        same smooth equilibrium motion, physics and labels as step(), without the clipping (the
+        caller's safety filter did it). step_to(p) with p = what step(a) would command gives the
+        same result as step(a)."""
+        pose = np.asarray(pose, dtype=np.float64)
+        if pose.shape != (6,) or not np.all(np.isfinite(pose)):
+            raise ValueError(f"pose must be 6 finite numbers, got {pose!r}")
+        start = self.commanded_pose
+        self.commanded_pose = pose.copy()
+        ticks = self.config.substeps // self.config.controller_every
+        period = ticks * self.config.controller_every * self.config.physics_dt
+        step_pos = self.commanded_pose[:3] - start[:3]
+        step_rot = matrix_to_rotvec(
+            rotvec_to_matrix(self.commanded_pose[3:]) @ rotvec_to_matrix(start[3:]).T
+        )
+        velocity = np.concatenate([step_pos, step_rot]) / period
+        start_rot = rotvec_to_matrix(start[3:])
+        touched_target = False
+        touched = np.zeros(self.n_obstacles, dtype=bool)
+        for k in range(ticks):
+            alpha = (k + 1) / ticks
+            equilibrium_pos = start[:3] + alpha * step_pos
+            equilibrium_rot = rotvec_to_matrix(alpha * step_rot) @ start_rot @ HOME_ROTATION
+            self._control_tick(equilibrium_pos, equilibrium_rot, velocity)
+            hit_target, hit_obstacles = self._robot_contacts()
+            touched_target |= hit_target
+            touched |= hit_obstacles
+        disturbed = self._disturbed | touched
+        lin, ang = self.obstacle_speeds()
+        at_rest = (lin < self.config.rest_linear_speed) & (ang < self.config.rest_angular_speed)
+        self._disturbed = disturbed & ~at_rest
+        self.touched_by_robot |= touched
+        return StepLabels(
+            reward=float(touched_target),
+            cost=float(disturbed.any()),
+            touched_target=touched_target,
+            touched_obstacles=touched,
+            disturbed_obstacles=disturbed,
+        )
+
 
 def _close_renderers(renderers: dict) -> None:
     for renderer in renderers.values():

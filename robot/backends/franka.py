@@ -1,0 +1,157 @@
+"""The franka_ros backend: talks to franka_ros as a lab runs it.
+
+- commands: geometry_msgs/PoseStamped on `/<controller>/equilibrium_pose` (franka_ros's
+  cartesian_impedance_example_controller by default; the controller name is a parameter);
+- state: franka_msgs/FrankaState on `/franka_state_controller/franka_states`; `O_T_EE` is the
+  TCP pose as a column-major 4x4; `robot_mode` 4 = reflex, 5 = user stopped;
+- recovery: the `/franka_control/error_recovery` action (franka_msgs/ErrorRecoveryAction).
+
+This is the only module that imports franka_msgs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import actionlib
+import numpy as np
+import rospy
+from franka_msgs.msg import ErrorRecoveryAction, ErrorRecoveryGoal, FrankaState
+from geometry_msgs.msg import PoseStamped
+
+from robot.backends.base import BackendEvent
+from robot.ros_contract import BASE_FRAME, matrix_to_pose6, pose6_to_matrix, pose6_to_msg
+
+ROBOT_MODE_REFLEX = 4
+ROBOT_MODE_USER_STOPPED = 5
+ROBOT_MODE_NAMES = {
+    0: "other",
+    1: "idle",
+    2: "move",
+    3: "guiding",
+    4: "reflex",
+    5: "user_stopped",
+    6: "automatic_error_recovery",
+}
+
+
+def o_t_ee_to_pose6(o_t_ee: Any) -> np.ndarray:
+    """franka_msgs/FrankaState.O_T_EE (16 floats, column-major) -> 6-D pose."""
+    return matrix_to_pose6(np.asarray(o_t_ee, dtype=np.float64).reshape(4, 4, order="F"))
+
+
+def pose6_to_o_t_ee(pose: np.ndarray) -> list[float]:
+    """6-D pose -> 16 floats, column-major (what franka_ros puts in O_T_EE)."""
+    return pose6_to_matrix(pose).reshape(-1, order="F").tolist()
+
+
+def active_errors(errors: Any) -> list[str]:
+    """Names of the true flags of a franka_msgs/Errors message."""
+    return [slot for slot in getattr(errors, "__slots__", []) if getattr(errors, slot) is True]
+
+
+class FrankaBackend:
+    name = "franka"
+    steps_physics = False
+    publishes_images = False  # camera_node does
+
+    def __init__(
+        self,
+        controller: str = "cartesian_impedance_example_controller",
+        state_topic: str = "/franka_state_controller/franka_states",
+        recovery_action: str = "/franka_control/error_recovery",
+        recovery_timeout: float = 10.0,
+        on_state: Callable[[np.ndarray, Any], None] | None = None,
+    ):
+        self.controller = controller.strip("/")
+        self.command_topic = f"/{self.controller}/equilibrium_pose"
+        self.recovery_timeout = recovery_timeout
+        self.on_state = on_state
+        self._lock = threading.Lock()
+        self._pose: np.ndarray | None = None
+        self._mode: int | None = None
+        self._errors: list[str] = []
+        self._events: list[BackendEvent] = []
+        self.pub = rospy.Publisher(self.command_topic, PoseStamped, queue_size=1)
+        self.sub = rospy.Subscriber(state_topic, FrankaState, self._on_state, queue_size=1)
+        self.recovery_client = actionlib.SimpleActionClient(recovery_action, ErrorRecoveryAction)
+        self.recovery_action = recovery_action
+        self.state_topic = state_topic
+
+    # ------------------------------------------------------------------ state
+    def _on_state(self, msg: FrankaState) -> None:
+        pose = o_t_ee_to_pose6(msg.O_T_EE)
+        errors = active_errors(msg.current_errors)
+        stamp = msg.header.stamp if msg.header.stamp.to_sec() > 0 else rospy.Time.now()
+        with self._lock:
+            self._pose = pose
+            previous_mode, self._mode = self._mode, int(msg.robot_mode)
+            if self._mode != previous_mode and self._mode in (
+                ROBOT_MODE_REFLEX,
+                ROBOT_MODE_USER_STOPPED,
+            ):
+                kind = "reflex" if self._mode == ROBOT_MODE_REFLEX else "user_stopped"
+                self._events.append(
+                    BackendEvent(
+                        kind,
+                        f"robot_mode {self._mode} ({ROBOT_MODE_NAMES[self._mode]})",
+                        {"errors": errors or active_errors(msg.last_motion_errors)},
+                    )
+                )
+            elif errors and not self._errors and self._mode != ROBOT_MODE_REFLEX:
+                self._events.append(BackendEvent("error", ", ".join(errors), {"errors": errors}))
+            self._errors = errors
+        if self.on_state is not None:
+            self.on_state(pose, stamp)
+
+    def wait_for_state(self, timeout: float) -> np.ndarray:
+        deadline = rospy.get_time() + timeout
+        while rospy.get_time() < deadline and not rospy.is_shutdown():
+            pose = self.measured_pose()
+            if pose is not None:
+                return pose
+            rospy.sleep(0.01)
+        raise TimeoutError(
+            f"no franka_msgs/FrankaState on {self.state_topic} within {timeout:.1f} s: is "
+            "franka_control running (robot_ip, FCI enabled, brakes open) and is "
+            "franka_state_controller loaded?"
+        )
+
+    def measured_pose(self) -> np.ndarray | None:
+        with self._lock:
+            return None if self._pose is None else self._pose.copy()
+
+    @property
+    def robot_mode(self) -> int | None:
+        with self._lock:
+            return self._mode
+
+    # ------------------------------------------------------------------ commands
+    def send(self, pose: np.ndarray) -> None:
+        self.pub.publish(pose6_to_msg(pose, rospy.Time.now(), frame_id=BASE_FRAME))
+
+    def reset(self, layout_seed: int | None = None) -> dict[str, Any]:
+        return {"layout_seed": None}  # the real scene is arranged by the operator
+
+    def poll_events(self) -> list[BackendEvent]:
+        with self._lock:
+            events, self._events = self._events, []
+        return events
+
+    def recover(self) -> bool:
+        """franka_control's error recovery action; True when the robot left reflex mode."""
+        if not self.recovery_client.wait_for_server(rospy.Duration(2.0)):
+            rospy.logerr("franka: no error recovery action server at %s", self.recovery_action)
+            return False
+        self.recovery_client.send_goal(ErrorRecoveryGoal())
+        if not self.recovery_client.wait_for_result(rospy.Duration(self.recovery_timeout)):
+            self.recovery_client.cancel_goal()
+            return False
+        state = self.recovery_client.get_state()
+        return state == actionlib.GoalStatus.SUCCEEDED
+
+    def close(self) -> None:
+        self.sub.unregister()
+        self.pub.unregister()

@@ -1,0 +1,131 @@
+"""The ROS topic/service contract of the robot side, and the message <-> NumPy conversions.
+
+Standard message types only (nothing needs a catkin build). Names are relative to one namespace,
+`/fosp` by default (the launch files put every node in it). docs/ros.md has the table.
+
+| name | type | direction | content |
+|---|---|---|---|
+| action | std_msgs/Float32MultiArray | -> arm_node | 6-D action in [-1, 1] (xyz, rotvec) |
+| pose | geometry_msgs/PoseStamped | arm_node -> | measured TCP pose, base frame, absolute q |
+| commanded_pose | geometry_msgs/PoseStamped | arm_node -> | filtered command sent to the backend |
+| image | sensor_msgs/Image (rgb8, 64x64) | camera/sim -> | the policy's image |
+| image_full | sensor_msgs/Image (rgb8) | camera/sim -> | full frame for the operator (optional) |
+| labels | std_msgs/String (JSON) | sim -> | reward, cost, contacts of one control step |
+| events | std_msgs/String (JSON) | arm_node -> | estop, watchdog hold, reflex, recovery, reset |
+| status | std_msgs/String (JSON, latched) | arm_node -> | backend, e-stop, hold, counters |
+| reset | std_srvs/Trigger | service | home pose (sim: also a new layout) |
+| estop | std_srvs/Trigger | service | hold + latch until reset |
+| hold | std_srvs/Trigger | service | hold the measured pose now |
+| reset_layout_seed | int param | set before reset | sim: layout seed of the next reset |
+
+Pose convention on the wire: PoseStamped position = TCP xyz (m, robot base frame), orientation =
+the absolute orientation R_ee as a quaternion (as franka_ros uses). In Python the stack uses the
+6-D pose [xyz, rotvec(R_ee @ HOME_ROTATION.T)] (robot.geometry); these functions convert.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32MultiArray, MultiArrayDimension, String
+
+from robot.geometry import matrix_to_quat, matrix_to_rotvec, quat_to_matrix, rotvec_to_matrix
+from robot.workspace import HOME_ROTATION
+
+NAMESPACE = "/fosp"
+ACTION, POSE, COMMANDED_POSE = "action", "pose", "commanded_pose"
+IMAGE, IMAGE_FULL = "image", "image_full"
+LABELS, EVENTS, STATUS = "labels", "events", "status"
+RESET, ESTOP, HOLD = "reset", "estop", "hold"
+RESET_LAYOUT_SEED = "reset_layout_seed"
+BASE_FRAME = "panda_link0"
+
+
+def name(namespace: str, item: str) -> str:
+    return f"{namespace.rstrip('/')}/{item}"
+
+
+# ---------------------------------------------------------------- pose
+def pose6_to_matrix(pose: np.ndarray) -> np.ndarray:
+    """6-D pose -> 4x4 homogeneous transform of the TCP in the base frame."""
+    t = np.eye(4)
+    t[:3, :3] = rotvec_to_matrix(np.asarray(pose[3:], float)) @ HOME_ROTATION
+    t[:3, 3] = pose[:3]
+    return t
+
+
+def matrix_to_pose6(t: np.ndarray) -> np.ndarray:
+    t = np.asarray(t, dtype=np.float64)
+    return np.concatenate([t[:3, 3], matrix_to_rotvec(t[:3, :3] @ HOME_ROTATION.T)])
+
+
+def pose6_to_msg(pose: np.ndarray, stamp: Any, frame_id: str = BASE_FRAME) -> PoseStamped:
+    msg = PoseStamped()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in pose[:3])
+    w, x, y, z = matrix_to_quat(rotvec_to_matrix(np.asarray(pose[3:], float)) @ HOME_ROTATION)
+    o = msg.pose.orientation
+    o.w, o.x, o.y, o.z = float(w), float(x), float(y), float(z)
+    return msg
+
+
+def msg_to_pose6(msg: PoseStamped) -> np.ndarray:
+    p, o = msg.pose.position, msg.pose.orientation
+    rot = quat_to_matrix(np.array([o.w, o.x, o.y, o.z]))
+    return np.concatenate([[p.x, p.y, p.z], matrix_to_rotvec(rot @ HOME_ROTATION.T)])
+
+
+# ---------------------------------------------------------------- image
+def image_to_msg(image: np.ndarray, stamp: Any, frame_id: str = "camera") -> Image:
+    """uint8 HxWx3 RGB -> sensor_msgs/Image rgb8 (NumPy only: no cv_bridge)."""
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 RGB image, got shape {image.shape}")
+    msg = Image()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = image.shape[:2]
+    msg.encoding = "rgb8"
+    msg.is_bigendian = 0
+    msg.step = image.shape[1] * 3
+    msg.data = image.tobytes()
+    return msg
+
+
+def msg_to_image(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image (rgb8 or bgr8) -> uint8 HxWx3 RGB."""
+    if msg.encoding not in ("rgb8", "bgr8"):
+        raise ValueError(f"unsupported image encoding {msg.encoding!r} (want rgb8 or bgr8)")
+    buf = np.frombuffer(msg.data, dtype=np.uint8)
+    image = buf.reshape(msg.height, msg.step)[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
+    return image[:, :, ::-1].copy() if msg.encoding == "bgr8" else image.copy()
+
+
+# ---------------------------------------------------------------- action
+def action_to_msg(action: np.ndarray) -> Float32MultiArray:
+    msg = Float32MultiArray()
+    msg.layout.dim = [MultiArrayDimension(label="action", size=len(action), stride=len(action))]
+    msg.data = [float(v) for v in np.asarray(action).ravel()]
+    return msg
+
+
+# ---------------------------------------------------------------- JSON payloads
+def json_msg(payload: dict) -> String:
+    return String(data=json.dumps(payload, default=_json_default))
+
+
+def msg_json(msg: String) -> dict:
+    return json.loads(msg.data)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj)}")

@@ -1,0 +1,261 @@
+"""RosSafeReachEnv: the SafeReach gymnasium env over ROS (arm_node + camera or the sim backend).
+
+Same observation/action spaces as robot.env.SafeReachEnv, so the collector and the policy runner
+run unchanged in-process, on the simulated robot over ROS and on the real arm. Each step:
+
+1. publishes the action (time t0) on `<ns>/action`;
+2. waits until t0 + 1/control_hz;
+3. returns the newest image and pose whose stamps are newer than t0. If either is missing or
+   older than t0 (a stalled camera, a dead arm node), it waits up to `stale_grace` more; then
+   it asks arm_node to hold (`<ns>/hold`) and raises StaleObservationError naming the topic.
+   A silently old observation is never returned.
+
+info: "cost", "touched_target", "touched_obstacles", "disturbed_obstacles" from the simulator's
+`labels` (OR over the messages of the step; on the real arm there are none and
+info["labels_source"] == "none": labels come from the operator), "success", "violation",
+"events" (estop, watchdog hold, reflex, recovery during the step), "estopped".
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import rospy
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32MultiArray, String
+from std_srvs.srv import Trigger
+
+from robot import ros_contract as rc
+from robot.env import EPISODE_STEPS
+
+
+class StaleObservationError(RuntimeError):
+    """No fresh observation arrived in time; the arm was asked to hold."""
+
+
+def ensure_node(name: str = "fosp_ros_env") -> None:
+    """rospy allows one node per process: start one unless the process already has it."""
+    if not rospy.core.is_initialized():
+        rospy.init_node(name, anonymous=True, disable_signals=True)
+
+
+class RosSafeReachEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        namespace: str = rc.NAMESPACE,
+        control_hz: float = 10.0,
+        episode_steps: int = EPISODE_STEPS,
+        image_size: int = 64,
+        stale_grace: float | None = None,
+        connect_timeout: float = 30.0,
+        reset_timeout: float = 60.0,
+    ):
+        ensure_node()
+        self.ns = namespace.rstrip("/")
+        self.period = 1.0 / control_hz
+        self.episode_steps = episode_steps
+        self.stale_grace = self.period if stale_grace is None else stale_grace
+        self.reset_timeout = reset_timeout
+        self.observation_space = gym.spaces.Dict(
+            {
+                "image": gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
+                "pose": gym.spaces.Box(-np.inf, np.inf, (6,), np.float32),
+            }
+        )
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
+        self.metadata = {**self.metadata, "render_fps": control_hz}
+        self.render_mode = "rgb_array"
+        self._lock = threading.Lock()
+        self._image: Image | None = None
+        self._full: Image | None = None
+        self._pose: PoseStamped | None = None
+        self._labels: deque[dict] = deque(maxlen=200)
+        self._events: deque[dict] = deque(maxlen=200)
+        self._status: dict = {}
+        self._steps = 0
+        self._success = self._violation = False
+        self.layout_seed: int | None = None
+        self.timing: deque[float] = deque(maxlen=100_000)  # t0 -> observation returned (s)
+        n = lambda item: rc.name(self.ns, item)  # noqa: E731
+        self._subs = [
+            rospy.Subscriber(n(rc.IMAGE), Image, self._set("_image"), queue_size=2),
+            rospy.Subscriber(n(rc.IMAGE_FULL), Image, self._set("_full"), queue_size=1),
+            rospy.Subscriber(n(rc.POSE), PoseStamped, self._set("_pose"), queue_size=5),
+            rospy.Subscriber(n(rc.LABELS), String, self._on_labels, queue_size=50),
+            rospy.Subscriber(n(rc.EVENTS), String, self._on_event, queue_size=50),
+            rospy.Subscriber(n(rc.STATUS), String, self._on_status, queue_size=2),
+        ]
+        self._pub = rospy.Publisher(n(rc.ACTION), Float32MultiArray, queue_size=1)
+        for srv in (rc.RESET, rc.HOLD, rc.ESTOP):
+            rospy.wait_for_service(n(srv), timeout=connect_timeout)
+        self._reset_srv = rospy.ServiceProxy(n(rc.RESET), Trigger)
+        self._hold_srv = rospy.ServiceProxy(n(rc.HOLD), Trigger)
+        self._estop_srv = rospy.ServiceProxy(n(rc.ESTOP), Trigger)
+        deadline = time.monotonic() + connect_timeout
+        while self._pub.get_num_connections() == 0:  # arm_node subscribed to our actions
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no subscriber on {n(rc.ACTION)}: is arm_node running?")
+            time.sleep(0.01)
+
+    # ------------------------------------------------------------------ subscriptions
+    def _set(self, attr: str):
+        def callback(msg) -> None:
+            with self._lock:
+                setattr(self, attr, msg)
+
+        return callback
+
+    def _on_labels(self, msg: String) -> None:
+        with self._lock:
+            self._labels.append(json.loads(msg.data))
+
+    def _on_event(self, msg: String) -> None:
+        with self._lock:
+            self._events.append(json.loads(msg.data))
+
+    def _on_status(self, msg: String) -> None:
+        with self._lock:
+            self._status = json.loads(msg.data)
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        options = options or {}
+        layout_seed = options.get("layout_seed")
+        if layout_seed is None:
+            layout_seed = int(self.np_random.integers(2**31 - 1))
+        rospy.set_param(rc.name(self.ns, rc.RESET_LAYOUT_SEED), int(layout_seed))
+        t0 = rospy.Time.now().to_sec()
+        response = self._reset_srv()
+        if not response.success:
+            raise RuntimeError(f"arm_node reset failed: {response.message}")
+        reply = json.loads(response.message)
+        self.layout_seed = reply.get("layout_seed")
+        obs = self._wait_observation(t0, deadline=time.monotonic() + self.reset_timeout)
+        self._steps = 0
+        self._success = self._violation = False
+        return obs, self._info(t0, labels=[], events=self._events_since(t0))
+
+    def step(self, action: np.ndarray):
+        action = np.asarray(action, dtype=np.float32)
+        start = time.monotonic()
+        t0 = rospy.Time.now().to_sec()
+        self._pub.publish(rc.action_to_msg(action))
+        remaining = start + self.period - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
+        obs = self._wait_observation(t0, deadline=start + self.period + self.stale_grace)
+        self.timing.append(time.monotonic() - start)
+        labels = self._labels_since(t0)
+        self._steps += 1
+        info = self._info(t0, labels, self._events_since(t0))
+        reward = float(info["reward"])
+        self._success |= reward > 0
+        self._violation |= info["cost"] > 0
+        info["success"], info["violation"] = self._success, self._violation
+        truncated = self._steps >= self.episode_steps
+        return obs, reward, False, truncated, info
+
+    def render(self) -> np.ndarray:
+        with self._lock:
+            msg = self._full or self._image
+        if msg is None:
+            raise StaleObservationError("no image received yet")
+        return rc.msg_to_image(msg)
+
+    def close(self) -> None:
+        for sub in self._subs:
+            sub.unregister()
+        self._pub.unregister()
+
+    # ------------------------------------------------------------------ services
+    def hold(self) -> None:
+        self._hold_srv()
+
+    def estop(self) -> None:
+        self._estop_srv()
+
+    @property
+    def status(self) -> dict:
+        with self._lock:
+            return dict(self._status)
+
+    # ------------------------------------------------------------------ helpers
+    def _wait_observation(self, t0: float, deadline: float) -> dict[str, np.ndarray]:
+        while True:
+            with self._lock:
+                image, pose = self._image, self._pose
+            image_ok = image is not None and image.header.stamp.to_sec() > t0
+            pose_ok = pose is not None and pose.header.stamp.to_sec() > t0
+            if image_ok and pose_ok:
+                return {
+                    "image": rc.msg_to_image(image),
+                    "pose": rc.msg_to_pose6(pose).astype(np.float32),
+                }
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.001)
+        try:
+            self._hold_srv()
+            held = "the arm was asked to hold"
+        except (rospy.ServiceException, rospy.ROSException) as exc:
+            held = f"asking the arm to hold failed too ({exc})"
+        now = rospy.Time.now().to_sec()
+        problems = []
+        for what, msg, topic in (("image", image, rc.IMAGE), ("pose", pose, rc.POSE)):
+            if msg is None:
+                problems.append(f"no {what} ever received on {rc.name(self.ns, topic)}")
+            elif msg.header.stamp.to_sec() <= t0:
+                age = now - msg.header.stamp.to_sec()
+                problems.append(
+                    f"newest {what} on {rc.name(self.ns, topic)} is {age:.3f} s old, older "
+                    "than the command"
+                )
+        raise StaleObservationError(
+            "stale observation: " + "; ".join(problems) + f"; {held}. Check that arm_node and "
+            "camera_node are running and publishing (rostopic hz)."
+        )
+
+    def _labels_since(self, t0: float) -> list[dict]:
+        with self._lock:
+            return [lab for lab in self._labels if lab["stamp"] > t0]
+
+    def _events_since(self, t0: float) -> list[dict]:
+        with self._lock:
+            return [ev for ev in self._events if ev["stamp"] > t0]
+
+    def _info(self, t0: float, labels: list[dict], events: list[dict]) -> dict[str, Any]:
+        source = "sim" if labels else "none"
+        n = len(labels[0]["touched_obstacles"]) if labels else 0
+
+        def any_of(key: str) -> np.ndarray:
+            if not labels:
+                return np.zeros(n, bool)
+            return np.any([np.asarray(lab[key], bool) for lab in labels], axis=0)
+
+        status = self.status
+        return {
+            "reward": max((lab["reward"] for lab in labels), default=0.0),
+            "cost": max((lab["cost"] for lab in labels), default=0.0),
+            "step": self._steps,
+            "touched_target": any(lab["touched_target"] for lab in labels),
+            "touched_obstacles": any_of("touched_obstacles"),
+            "disturbed_obstacles": any_of("disturbed_obstacles"),
+            "success": self._success,
+            "violation": self._violation,
+            "labels_source": source,
+            "layout_seed": self.layout_seed,
+            "events": events,
+            "estopped": bool(status.get("estopped", False)),
+        }

@@ -1,0 +1,172 @@
+"""sim.launch under a real roscore: full 80-step episodes through RosSafeReachEnv."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import rospy
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32MultiArray, String
+from std_srvs.srv import Trigger, TriggerResponse
+
+from robot import ros_contract as rc
+from robot.env import SafeReachEnv
+from robot.ros_env import RosSafeReachEnv, StaleObservationError
+from robot.workspace import ControlLimits
+
+LIMITS = ControlLimits()
+
+
+@pytest.fixture(scope="module")
+def sim_env(ros, wait):
+    launch = ros.start("sim_launch", ["roslaunch", "fosp_robot", "sim.launch", "seed:=3"])
+    wait(
+        lambda: "/fosp/reset" in {s for s, _ in _services()},
+        60,
+        "arm_node's reset service",
+        launch,
+        ros,
+    )
+    env = RosSafeReachEnv("/fosp")
+    yield env, launch
+    env.close()
+    ros.stop(launch)
+
+
+def _services():
+    import rosgraph
+
+    return rosgraph.Master("/fosp_tests").getSystemState()[2]
+
+
+def test_full_episodes_over_ros_match_the_in_process_env(sim_env):
+    env, _ = sim_env
+    ref = SafeReachEnv()
+    rng = np.random.default_rng(0)
+    for episode in range(2):
+        actions = rng.uniform(-1, 1, (80, 6)).astype(np.float32)
+        actions[:, :3] = np.clip(actions[:, :3] + [0.4, 0.0, -0.5], -1, 1)  # head for the table
+        obs, info = env.reset(options={"layout_seed": 100 + episode})
+        ref_obs, _ = ref.reset(options={"layout_seed": 100 + episode})
+        assert env.observation_space.contains(obs)
+        assert info["layout_seed"] == 100 + episode
+        np.testing.assert_allclose(obs["pose"], ref_obs["pose"], atol=1e-6)
+        costs = []
+        for t in range(80):
+            obs, reward, terminated, truncated, info = env.step(actions[t])
+            ref_obs, ref_reward, _, _, ref_info = ref.step(actions[t])
+            assert env.observation_space.contains(obs)
+            assert obs["image"].shape == (64, 64, 3) and obs["image"].dtype == np.uint8
+            # the same physics, the same clipping (the safety filter = the sim's own limits)
+            np.testing.assert_allclose(obs["pose"], ref_obs["pose"], atol=1e-5)
+            assert np.mean(np.abs(obs["image"].astype(int) - ref_obs["image"])) < 1.0
+            assert reward == ref_reward and info["cost"] == ref_info["cost"]
+            assert info["touched_target"] == ref_info["touched_target"]
+            assert info["labels_source"] == "sim"
+            assert not terminated and truncated == (t == 79)
+            costs.append(info["cost"])
+        assert info["success"] == ref_info["success"]
+        assert info["violation"] == ref_info["violation"]
+        assert obs["pose"][2] < 0.1  # it really moved down
+    timing = np.asarray(env.timing)
+    assert len(timing) == 160
+    # every step returned within the control period plus a small margin
+    assert np.percentile(timing, 99) < env.period + 0.05, np.percentile(timing, 99)
+    ref.close()
+
+
+def test_watchdog_holds_when_commands_stop_and_estop_latches(sim_env, wait):
+    env, _ = sim_env
+    env.reset(options={"layout_seed": 7})
+    events: list[dict] = []
+    sub = rospy.Subscriber("/fosp/events", String, lambda m: events.append(json.loads(m.data)))
+    time.sleep(0.3)  # subscription up
+    for _ in range(5):
+        env.step(np.array([1, 0, 0, 0, 0, 0], np.float32))
+    last_command = rospy.Time.now().to_sec() - env.period  # step() returned one period after it
+    wait(lambda: any(e["event"] == "watchdog_hold" for e in events), 2.0, "watchdog hold")
+    hold = next(e for e in events if e["event"] == "watchdog_hold")
+    silence = hold["stamp"] - last_command
+    assert 0.19 <= silence <= 0.2 + 0.05, silence  # 200 ms timeout, 10 ms watchdog tick
+    # while held, the simulated world keeps running and publishing at the control rate
+    _, _, _, _, info = env.step(np.zeros(6, np.float32))
+    # e-stop: latched, commands have no effect, observations keep coming (the arm holds)
+    env.estop()
+    wait(lambda: env.status.get("estopped"), 2.0, "e-stop status")
+    poses = [env.step(np.array([0, 1, 0, 0, 0, 0], np.float32))[0]["pose"] for _ in range(5)]
+    assert np.ptp(np.asarray(poses)[:, 1]) < 0.003  # held: no 2 cm/step motion in y
+    _, _, _, _, info = env.step(np.zeros(6, np.float32))
+    assert info["estopped"]
+    env.reset(options={"layout_seed": 8})
+    wait(lambda: not env.status.get("estopped"), 2.0, "e-stop cleared by reset")
+    before = env.step(np.zeros(6, np.float32))[0]["pose"]
+    after = env.step(np.array([0, 1, 0, 0, 0, 0], np.float32))[0]["pose"]
+    assert after[1] - before[1] > 0.005  # moving again
+    sub.unregister()
+
+
+def test_bad_commands_are_rejected_and_never_reach_the_sim(sim_env, wait):
+    env, _ = sim_env
+    env.reset(options={"layout_seed": 9})
+    commanded: list[np.ndarray] = []
+    sub = rospy.Subscriber(
+        "/fosp/commanded_pose", PoseStamped, lambda m: commanded.append(rc.msg_to_pose6(m))
+    )
+    pub = rospy.Publisher("/fosp/action", Float32MultiArray, queue_size=100)
+    wait(lambda: pub.get_num_connections() > 0, 5, "action subscriber")
+    time.sleep(0.3)
+    before = env.status["counts"]["rejected"]
+    bad = [[float("nan")] * 6, [1.0] * 5, [1.0] * 7, [0, 0, float("inf"), 0, 0, 0], [1e30] * 6]
+    for data in bad:
+        msg = Float32MultiArray()
+        msg.data = data
+        pub.publish(msg)
+        time.sleep(0.02)
+    wait(lambda: env.status["counts"]["rejected"] - before == 4, 3, "4 rejections in the status")
+    # the huge one was clipped, not rejected, and its pose is inside the limits
+    assert commanded, "the clipped huge command reached the backend"
+    for pose in commanded:
+        assert np.all(pose[:3] >= LIMITS.workspace.low - 1e-6)
+        assert np.all(pose[:3] <= LIMITS.workspace.high + 1e-6)
+    sub.unregister()
+    pub.unregister()
+
+
+def test_stale_observation_raises_and_holds(ros):
+    """A fake arm in its own namespace: fresh poses, but the camera stopped long ago."""
+    ns = "/stale"
+    holds: list[float] = []
+    services = [
+        rospy.Service(f"{ns}/reset", Trigger, lambda _r: TriggerResponse(True, "{}")),
+        rospy.Service(
+            f"{ns}/hold", Trigger, lambda _r: holds.append(time.time()) or TriggerResponse(True, "")
+        ),
+        rospy.Service(f"{ns}/estop", Trigger, lambda _r: TriggerResponse(True, "")),
+    ]
+    sub = rospy.Subscriber(f"{ns}/action", Float32MultiArray, lambda _m: None)
+    pose_pub = rospy.Publisher(f"{ns}/pose", PoseStamped, queue_size=1)
+    image_pub = rospy.Publisher(f"{ns}/image", Image, queue_size=1, latch=True)
+    image_pub.publish(rc.image_to_msg(np.zeros((64, 64, 3), np.uint8), rospy.Time.now()))
+    timer = rospy.Timer(
+        rospy.Duration(0.02),
+        lambda _e: pose_pub.publish(
+            rc.pose6_to_msg(LIMITS.workspace.home_pose(), rospy.Time.now())
+        ),
+    )
+    env = RosSafeReachEnv(ns, connect_timeout=5)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    with pytest.raises(StaleObservationError, match=r"image on /stale/image is .* old"):
+        env.step(np.zeros(6, np.float32))
+    elapsed = time.monotonic() - t0
+    assert holds, "the env asked the arm to hold"
+    assert elapsed < 2 * env.period + 0.2  # an error, not a hang
+    timer.shutdown()
+    env.close()
+    for s in services:
+        s.shutdown()
+    sub.unregister()
