@@ -13,8 +13,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="fosp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    robot_cli.register(sub)
-    data_cli.register(sub)
+    sim_sub = robot_cli.register(sub)
+    data_cli.register(sub, sim_sub)
     policy_cli.register(sub)
     demo = sub.add_parser("demo", help="the end-to-end job of `make demo`")
     demo.add_argument("--out", default="out/demo", help="output folder")

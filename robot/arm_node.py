@@ -222,6 +222,11 @@ class ArmNode:
             self.step_count = 0
             self._publish_sim(rospy.Time.now(), None, "reset")
         else:
+            mode = getattr(self.backend, "robot_mode", None)
+            if mode == 5:  # user stopped
+                return False, "the external stop is pressed: release it, then reset again"
+            if mode == 4 and not self.backend.recover():  # reflex
+                return False, "error recovery failed: check the robot in Desk, then reset again"
             info = self.backend.reset(seed)
             home = self._drive_home()
         info["pose"] = np.asarray(home).tolist()

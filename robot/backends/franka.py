@@ -6,7 +6,8 @@
   TCP pose as a column-major 4x4; `robot_mode` 4 = reflex, 5 = user stopped;
 - recovery: the `/franka_control/error_recovery` action (franka_msgs/ErrorRecoveryAction).
 
-This is the only module that imports franka_msgs.
+This is the only module that imports franka_msgs (when a FrankaBackend is made, so that the
+O_T_EE conversions here are usable and testable without franka_ros).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any
 import actionlib
 import numpy as np
 import rospy
-from franka_msgs.msg import ErrorRecoveryAction, ErrorRecoveryGoal, FrankaState
 from geometry_msgs.msg import PoseStamped
 
 from robot.backends.base import BackendEvent
@@ -65,6 +65,9 @@ class FrankaBackend:
         recovery_timeout: float = 10.0,
         on_state: Callable[[np.ndarray, Any], None] | None = None,
     ):
+        from franka_msgs.msg import ErrorRecoveryAction, ErrorRecoveryGoal, FrankaState
+
+        self._goal_type = ErrorRecoveryGoal
         self.controller = controller.strip("/")
         self.command_topic = f"/{self.controller}/equilibrium_pose"
         self.recovery_timeout = recovery_timeout
@@ -81,7 +84,7 @@ class FrankaBackend:
         self.state_topic = state_topic
 
     # ------------------------------------------------------------------ state
-    def _on_state(self, msg: FrankaState) -> None:
+    def _on_state(self, msg: Any) -> None:  # franka_msgs/FrankaState
         pose = o_t_ee_to_pose6(msg.O_T_EE)
         errors = active_errors(msg.current_errors)
         stamp = msg.header.stamp if msg.header.stamp.to_sec() > 0 else rospy.Time.now()
@@ -145,7 +148,7 @@ class FrankaBackend:
         if not self.recovery_client.wait_for_server(rospy.Duration(2.0)):
             rospy.logerr("franka: no error recovery action server at %s", self.recovery_action)
             return False
-        self.recovery_client.send_goal(ErrorRecoveryGoal())
+        self.recovery_client.send_goal(self._goal_type())
         if not self.recovery_client.wait_for_result(rospy.Duration(self.recovery_timeout)):
             self.recovery_client.cancel_goal()
             return False

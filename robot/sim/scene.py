@@ -183,7 +183,7 @@ def build_scene_xml(task: TaskSpec, workspace: Workspace | None = None) -> str:
     )  # fmt: skip
     ET.SubElement(
         world, "geom", name="floor", type="plane", size="3 3 0.1", pos="0 0 -0.75",
-        rgba="0.45 0.45 0.48 1", contype="0", conaffinity="0",
+        rgba="0.45 0.45 0.48 1", contype=str(WORLD_CONTYPE), conaffinity=str(WORLD_CONAFFINITY),
     )  # fmt: skip
     ET.SubElement(
         world, "geom", name="table", type="box", size="0.55 0.6 0.02", pos="0.4 0 -0.02",

@@ -8,7 +8,8 @@ the hand pushes obstacles instead of passing through them. Physics is sub-steppe
 Ground-truth labels per control step t (the step that executes action t):
 - cost_t = 1 if any obstacle was "disturbed" during the step: from the first robot contact until
   the obstacle is at rest again (the paper's labeling rule, App. D.1 Fig. 9). The step in which
-  it comes to rest still counts; a touch that does not move it costs that one step.
+  it comes to rest still counts; a touch that does not move it costs that one step. An obstacle
+  hit by a disturbed obstacle is disturbed too (the arm set it moving), as a person would label.
 - reward_t = 1 if the robot touched the target during the step.
 """
 
@@ -121,6 +122,7 @@ class SafeReachSim:
         self.commanded_pose = self.limits.workspace.home_pose()
         self._disturbed = np.zeros(self.n_obstacles, dtype=bool)
         self.touched_by_robot = np.zeros(self.n_obstacles, dtype=bool)  # ever, this episode
+        self.disturbed_by_robot = np.zeros(self.n_obstacles, dtype=bool)  # directly or in a chain
 
     # ----------------------------------------------------------------- state
     def tcp_pose(self) -> np.ndarray:
@@ -158,6 +160,7 @@ class SafeReachSim:
             self._control_tick(self.commanded_pose[:3], home_rot, np.zeros(6))
         self._disturbed[:] = False
         self.touched_by_robot[:] = False
+        self.disturbed_by_robot[:] = False
 
     def step(self, action: np.ndarray) -> StepLabels:
         """Execute one control step: move the equilibrium pose by the scaled action (clipped to
@@ -182,19 +185,24 @@ class SafeReachSim:
 
         touched_target = False
         touched = np.zeros(self.n_obstacles, dtype=bool)
+        disturbed = self._disturbed.copy()
         for k in range(ticks):
             alpha = (k + 1) / ticks
             equilibrium_pos = start[:3] + alpha * step_pos
             equilibrium_rot = rotvec_to_matrix(alpha * step_rot) @ start_rot @ HOME_ROTATION
             self._control_tick(equilibrium_pos, equilibrium_rot, velocity)
-            hit_target, hit_obstacles = self._robot_contacts()
+            hit_target, hit_obstacles, knocks = self._contacts()
             touched_target |= hit_target
             touched |= hit_obstacles
-        disturbed = self._disturbed | touched
+            disturbed |= hit_obstacles
+            for a, b in knocks:  # a disturbed obstacle passes it on to the one it hits
+                if disturbed[a] or disturbed[b]:
+                    disturbed[a] = disturbed[b] = True
         lin, ang = self.obstacle_speeds()
         at_rest = (lin < self.config.rest_linear_speed) & (ang < self.config.rest_angular_speed)
         self._disturbed = disturbed & ~at_rest
         self.touched_by_robot |= touched
+        self.disturbed_by_robot |= disturbed
         return StepLabels(
             reward=float(touched_target),
             cost=float(disturbed.any()),
@@ -229,11 +237,12 @@ class SafeReachSim:
         d.ctrl[:ARM_DOF] = tau  # clipped to the torque limits by the actuators' ctrlrange
         mujoco.mj_step(m, d, nstep=self.config.controller_every)
 
-    def _robot_contacts(self) -> tuple[bool, np.ndarray]:
+    def _contacts(self) -> tuple[bool, np.ndarray, list[tuple[int, int]]]:
+        """Robot-target contact, robot-obstacle contacts, obstacle-obstacle pairs in contact."""
         touched = np.zeros(self.n_obstacles, dtype=bool)
         n = self.data.ncon
         if n == 0:
-            return False, touched
+            return False, touched, []
         pairs = self.data.contact.geom[:n]
         kinds = self._geom_kind[pairs]
         robot_side = kinds == KIND_ROBOT
@@ -241,7 +250,9 @@ class SafeReachSim:
         other = np.where(robot_side[:, 0], pairs[:, 1], pairs[:, 0])[with_robot]
         other_kind = self._geom_kind[other]
         touched[self._geom_obstacle[other[other_kind == KIND_OBSTACLE]]] = True
-        return bool((other_kind == KIND_TARGET).any()), touched
+        both = (kinds == KIND_OBSTACLE).all(axis=1)
+        knocks = [tuple(self._geom_obstacle[p]) for p in pairs[both]]
+        return bool((other_kind == KIND_TARGET).any()), touched, knocks
 
     def _solve_home_qpos(self) -> np.ndarray:
         """Damped least-squares IK from the ready posture to the workspace's home pose."""
@@ -309,19 +320,24 @@ class SafeReachSim:
         start_rot = rotvec_to_matrix(start[3:])
         touched_target = False
         touched = np.zeros(self.n_obstacles, dtype=bool)
+        disturbed = self._disturbed.copy()
         for k in range(ticks):
             alpha = (k + 1) / ticks
             equilibrium_pos = start[:3] + alpha * step_pos
             equilibrium_rot = rotvec_to_matrix(alpha * step_rot) @ start_rot @ HOME_ROTATION
             self._control_tick(equilibrium_pos, equilibrium_rot, velocity)
-            hit_target, hit_obstacles = self._robot_contacts()
+            hit_target, hit_obstacles, knocks = self._contacts()
             touched_target |= hit_target
             touched |= hit_obstacles
-        disturbed = self._disturbed | touched
+            disturbed |= hit_obstacles
+            for a, b in knocks:  # a disturbed obstacle passes it on to the one it hits
+                if disturbed[a] or disturbed[b]:
+                    disturbed[a] = disturbed[b] = True
         lin, ang = self.obstacle_speeds()
         at_rest = (lin < self.config.rest_linear_speed) & (ang < self.config.rest_angular_speed)
         self._disturbed = disturbed & ~at_rest
         self.touched_by_robot |= touched
+        self.disturbed_by_robot |= disturbed
         return StepLabels(
             reward=float(touched_target),
             cost=float(disturbed.any()),
