@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=250, help="per task variant")
     args = parser.parse_args()
     print(
-        "| task | episodes | problems | episodes with arm contact | an obstacle off the table | s/episode |"
+        "| task | episodes | problems | arm touched an obstacle | obstacle off table | s/episode |"
     )
     print("|---|---:|---:|---:|---:|---:|")
     for task in available_tasks():

@@ -13,12 +13,20 @@ def register(sub, sim_sub) -> None:
     )
     collect.add_argument("--task", default="train")
     collect.add_argument("--episodes", type=int, default=200)
-    collect.add_argument("--mix", choices=["paper"], default="paper",
-                         help="category mix: paper = 120/30/40/10 per 200 (FOSP App. D.1)")  # fmt: skip
+    collect.add_argument(
+        "--mix",
+        choices=["paper"],
+        default="paper",
+        help="paper: 120/30/40/10 per 200 (FOSP App. D.1)",
+    )
     collect.add_argument("--out", required=True, help="dataset folder (appended to / completed)")
     collect.add_argument("--seed", type=int, default=0)
-    collect.add_argument("--label-delay", type=int, default=2,
-                         help="simulated operator's reaction delay in control steps")  # fmt: skip
+    collect.add_argument(
+        "--label-delay",
+        type=int,
+        default=2,
+        help="simulated operator's reaction delay in control steps",
+    )
     collect.set_defaults(func=_collect)
 
     dataset = sub.add_parser("dataset", help="inspect and check a dataset folder")
@@ -39,9 +47,12 @@ def _collect(args: argparse.Namespace) -> int:
     from data_collection.scripted import collect_mix
 
     counts = collect_mix(
-        args.out, task=args.task, episodes=args.episodes, seed=args.seed,
+        args.out,
+        task=args.task,
+        episodes=args.episodes,
+        seed=args.seed,
         label_delay=args.label_delay,
-    )  # fmt: skip
+    )
     attempts = counts.pop("attempts")
     print(f"{args.out}: {counts} ({attempts} episodes simulated for the new ones)")
     return 0

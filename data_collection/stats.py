@@ -49,9 +49,13 @@ def plot_returns(summaries: list[EpisodeSummary], out: str | Path) -> Path:
         if pts:
             c, r = np.array(pts).T
             ax.scatter(
-                c + rng.uniform(-0.2, 0.2, len(c)), r + rng.uniform(-0.2, 0.2, len(r)),
-                s=14, alpha=0.7, color=color, label=f"{category} ({len(pts)})",
-            )  # fmt: skip
+                c + rng.uniform(-0.2, 0.2, len(c)),
+                r + rng.uniform(-0.2, 0.2, len(r)),
+                s=14,
+                alpha=0.7,
+                color=color,
+                label=f"{category} ({len(pts)})",
+            )
     ax.set_xlabel("cost return (steps in violation)")
     ax.set_ylabel("reward return (steps touching the target)")
     ax.set_title(f"{len(summaries)} trajectories")

@@ -33,8 +33,12 @@ def go_to(env, obs, point, steps, gain=1.5):
 def custom_layout(task, target_xy, obstacle_xy) -> Layout:
     obstacle_xy = np.asarray(obstacle_xy, float).reshape(-1, 2)
     return Layout(
-        task=task.name, seed=-1, target_index=0,
+        task=task.name,
+        seed=-1,
+        target_index=0,
         obstacle_indices=tuple(range(len(obstacle_xy))),
-        target_xy=np.asarray(target_xy, float), target_yaw=0.0,
-        obstacle_xy=obstacle_xy, obstacle_yaw=np.zeros(len(obstacle_xy)),
-    )  # fmt: skip
+        target_xy=np.asarray(target_xy, float),
+        target_yaw=0.0,
+        obstacle_xy=obstacle_xy,
+        obstacle_yaw=np.zeros(len(obstacle_xy)),
+    )

@@ -50,6 +50,12 @@ def test_action_scaling_clips_to_unit_box():
     step = limits.step
     np.testing.assert_allclose(
         delta,
-        [step.max_translation, -step.max_translation, 0.5 * step.max_translation,
-         step.max_rotation, 0, -0.25 * step.max_rotation],
-    )  # fmt: skip
+        [
+            step.max_translation,
+            -step.max_translation,
+            0.5 * step.max_translation,
+            step.max_rotation,
+            0,
+            -0.25 * step.max_rotation,
+        ],
+    )

@@ -170,26 +170,54 @@ def build_scene_xml(task: TaskSpec, workspace: Workspace | None = None) -> str:
     world = ET.SubElement(root, "worldbody")
     world.append(robot)  # first in the tree: the arm's dofs are qpos[:7] / qvel[:7]
     ET.SubElement(
-        world, "light", name="sun", directional="true", castshadow="false",
-        pos="0.5 0 2", dir="0 0.2 -1", diffuse="0.55 0.55 0.55",
-    )  # fmt: skip
+        world,
+        "light",
+        name="sun",
+        directional="true",
+        castshadow="false",
+        pos="0.5 0 2",
+        dir="0 0.2 -1",
+        diffuse="0.55 0.55 0.55",
+    )
     ET.SubElement(
-        world, "camera", name="scene", pos=_fmt(CAMERA_POS), fovy=str(CAMERA_FOVY),
+        world,
+        "camera",
+        name="scene",
+        pos=_fmt(CAMERA_POS),
+        fovy=str(CAMERA_FOVY),
         xyaxes=_look_at_xyaxes(CAMERA_POS, CAMERA_LOOKAT),
-    )  # fmt: skip
+    )
     ET.SubElement(
-        world, "camera", name="overview", pos=_fmt(OVERVIEW_POS), fovy="40",
+        world,
+        "camera",
+        name="overview",
+        pos=_fmt(OVERVIEW_POS),
+        fovy="40",
         xyaxes=_look_at_xyaxes(OVERVIEW_POS, OVERVIEW_LOOKAT),
-    )  # fmt: skip
+    )
     ET.SubElement(
-        world, "geom", name="floor", type="plane", size="3 3 0.1", pos="0 0 -0.75",
-        rgba="0.45 0.45 0.48 1", contype=str(WORLD_CONTYPE), conaffinity=str(WORLD_CONAFFINITY),
-    )  # fmt: skip
+        world,
+        "geom",
+        name="floor",
+        type="plane",
+        size="3 3 0.1",
+        pos="0 0 -0.75",
+        rgba="0.45 0.45 0.48 1",
+        contype=str(WORLD_CONTYPE),
+        conaffinity=str(WORLD_CONAFFINITY),
+    )
     ET.SubElement(
-        world, "geom", name="table", type="box", size="0.55 0.6 0.02", pos="0.4 0 -0.02",
-        rgba="0.62 0.55 0.46 1", friction="0.5 0.005 0.0001",
-        contype=str(WORLD_CONTYPE), conaffinity=str(WORLD_CONAFFINITY),
-    )  # fmt: skip
+        world,
+        "geom",
+        name="table",
+        type="box",
+        size="0.55 0.6 0.02",
+        pos="0.4 0 -0.02",
+        rgba="0.62 0.55 0.46 1",
+        friction="0.5 0.005 0.0001",
+        contype=str(WORLD_CONTYPE),
+        conaffinity=str(WORLD_CONAFFINITY),
+    )
     _task_area_lines(world, workspace)
 
     target = ET.SubElement(world, "body", name="target", mocap="true")
@@ -198,16 +226,23 @@ def build_scene_xml(task: TaskSpec, workspace: Workspace | None = None) -> str:
         body = ET.SubElement(world, "body", name=f"obstacle{i}")
         ET.SubElement(body, "freejoint", name=f"obstacle{i}")
         _object_geom(
-            body, f"obstacle{i}", task.obstacles, mass=str(task.obstacles.mass),
-            friction="0.5 0.005 0.0001", condim="4",
-        )  # fmt: skip
+            body,
+            f"obstacle{i}",
+            task.obstacles,
+            mass=str(task.obstacles.mass),
+            friction="0.5 0.005 0.0001",
+            condim="4",
+        )
 
     actuators = ET.SubElement(root, "actuator")
     for j, limit in enumerate(TORQUE_LIMITS, start=1):
         ET.SubElement(
-            actuators, "motor", name=f"torque{j}", joint=f"panda_joint{j}",
+            actuators,
+            "motor",
+            name=f"torque{j}",
+            joint=f"panda_joint{j}",
             ctrlrange=f"{-limit} {limit}",
-        )  # fmt: skip
+        )
     return ET.tostring(root, encoding="unicode")
 
 
@@ -222,9 +257,16 @@ def _task_area_lines(world: ET.Element, workspace: Workspace) -> None:
         ("area_right", (cx, cy - half), (half + width, width)),
     ):
         ET.SubElement(
-            world, "geom", name=name, type="box", pos=_fmt([*pos, 0.0005]),
-            size=_fmt([*size, 0.0005]), rgba="0.97 0.97 0.97 1", contype="0", conaffinity="0",
-        )  # fmt: skip
+            world,
+            "geom",
+            name=name,
+            type="box",
+            pos=_fmt([*pos, 0.0005]),
+            size=_fmt([*size, 0.0005]),
+            rgba="0.97 0.97 0.97 1",
+            contype="0",
+            conaffinity="0",
+        )
 
 
 def layout_poses(task: TaskSpec, layout: Layout) -> dict[str, np.ndarray]:
