@@ -15,8 +15,8 @@ APT_PACKAGES=(
   libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6
   # RealSense and SpaceMouse access from user space
   libusb-1.0-0 libhidapi-hidraw0 libhidapi-libusb0
-  # a virtual screen for the operator windows in tests
-  xvfb
+  # a virtual screen for the operator windows in tests, its screenshots (xwd) and key presses
+  xvfb x11-apps xdotool
   python3-venv
 )
 
