@@ -1,0 +1,243 @@
+"""arm_node's franka backend against a stand-in that speaks franka_ros's topic names and message
+types (franka_msgs generated with genpy from tests/ros/franka_msgs when not installed)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import rospy
+from geometry_msgs.msg import PoseStamped
+from std_msgs.msg import Float32MultiArray, String
+from std_srvs.srv import Trigger
+
+from robot import ros_contract as rc
+from robot.geometry import quat_to_matrix, rotvec_to_matrix
+from robot.workspace import HOME_ROTATION, ControlLimits
+
+LIMITS = ControlLimits()
+NS = "/fosp_franka"
+CONTROLLER = "cartesian_impedance_example_controller"
+
+
+class FrankaStandIn:
+    """franka_control + franka_state_controller + the impedance controller, as topics: state at
+    100 Hz, the TCP follows the equilibrium pose, reflexes on demand, error recovery action."""
+
+    def __init__(self, start_pose: np.ndarray):
+        import actionlib
+        from franka_msgs.msg import ErrorRecoveryAction, FrankaState
+
+        from robot.backends.franka import pose6_to_o_t_ee
+
+        self.FrankaState = FrankaState
+        self.to_o_t_ee = pose6_to_o_t_ee
+        self.lock = threading.Lock()
+        self.pose = start_pose.copy()
+        self.target = start_pose.copy()
+        self.mode = 2  # move
+        self.reflex_errors: list[str] = []
+        self.commands: list[tuple[float, PoseStamped]] = []
+        self.recovery_goals = 0
+        self.pub = rospy.Publisher(
+            "/franka_state_controller/franka_states", FrankaState, queue_size=1
+        )
+        self.sub = rospy.Subscriber(
+            f"/{CONTROLLER}/equilibrium_pose", PoseStamped, self._on_command, queue_size=100
+        )
+        self.server = actionlib.SimpleActionServer(
+            "/franka_control/error_recovery", ErrorRecoveryAction, self._recover, auto_start=False
+        )
+        self.server.start()
+        self.timer = rospy.Timer(rospy.Duration(0.01), self._tick)
+
+    def _on_command(self, msg: PoseStamped) -> None:
+        with self.lock:
+            self.commands.append((time.monotonic(), msg))
+            if self.mode == 2:
+                self.target = rc.msg_to_pose6(msg)
+
+    def _tick(self, _event) -> None:
+        with self.lock:
+            if self.mode == 2:
+                self.pose = self.pose + 0.3 * (self.target - self.pose)
+            msg = self.FrankaState()
+            msg.header.stamp = rospy.Time.now()
+            msg.O_T_EE = self.to_o_t_ee(self.pose)
+            msg.robot_mode = self.mode
+            for name in self.reflex_errors:
+                setattr(msg.current_errors, name, True)
+                setattr(msg.last_motion_errors, name, True)
+        self.pub.publish(msg)
+
+    def _recover(self, _goal) -> None:
+        with self.lock:
+            self.recovery_goals += 1
+        time.sleep(0.2)
+        with self.lock:
+            self.mode = 2
+            self.reflex_errors = []
+            self.target = self.pose.copy()
+        self.server.set_succeeded()
+
+    def reflex(self) -> None:
+        with self.lock:
+            self.mode = 4
+            self.reflex_errors = ["cartesian_reflex"]
+
+    def user_stop(self, stopped: bool) -> None:
+        with self.lock:
+            self.mode = 5 if stopped else 2
+
+    def close(self) -> None:
+        self.timer.shutdown()
+        self.sub.unregister()
+        self.pub.unregister()
+
+
+@pytest.fixture(scope="module")
+def franka(ros, franka_msgs_path, wait):
+    start = np.array([0.45, 0.02, 0.10, 0.0, 0.0, 0.0])
+    stand_in = FrankaStandIn(start)
+    events: list[dict] = []
+    subs = [rospy.Subscriber(f"{NS}/events", String, lambda m: events.append(json.loads(m.data)))]
+    node = ros.start(
+        "franka_arm_node",
+        [
+            "scripts/arm_node",
+            f"__ns:={NS}",
+            "__name:=arm_node",
+            "_backend:=franka",
+            f"_controller:={CONTROLLER}",
+            "_home_timeout:=10.0",
+            # generous: the 10 Hz command pattern below must survive a loaded CI machine
+            "_watchdog_timeout:=0.5",
+        ],
+        env={"PYTHONPATH": str(franka_msgs_path)},
+    )
+    wait(lambda: _has_service(f"{NS}/reset"), 60, "franka arm_node services", node, ros)
+    yield stand_in, events, node
+    ros.stop(node)
+    stand_in.close()
+    for s in subs:
+        s.unregister()
+
+
+def _has_service(name: str) -> bool:
+    import rosgraph
+
+    return name in {s for s, _ in rosgraph.Master("/fosp_tests").getSystemState()[2]}
+
+
+def _publish(pub, action) -> None:
+    pub.publish(rc.action_to_msg(np.asarray(action, np.float32)))
+
+
+def test_o_t_ee_conversion_round_trip():
+    from robot.backends.franka import o_t_ee_to_pose6, pose6_to_o_t_ee
+
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        pose = np.concatenate([rng.uniform(0.3, 0.7, 3), rng.normal(0, 0.2, 3)])
+        flat = pose6_to_o_t_ee(pose)
+        m = np.asarray(flat).reshape(4, 4, order="F")
+        assert np.allclose(m[3], [0, 0, 0, 1]) and np.allclose(m[:3, 3], pose[:3])
+        assert flat[12:15] == pytest.approx(pose[:3])  # column-major: translation at 12..14
+        np.testing.assert_allclose(o_t_ee_to_pose6(flat), pose, atol=1e-12)
+    # home pose: the hand points down
+    m = np.asarray(pose6_to_o_t_ee(LIMITS.workspace.home_pose())).reshape(4, 4, order="F")
+    np.testing.assert_allclose(m[:3, :3], HOME_ROTATION)
+
+
+def test_pose_commands_arrive_as_expected(franka, wait):
+    stand_in, events, node = franka
+    pose_msgs: list[PoseStamped] = []
+    sub = rospy.Subscriber(f"{NS}/pose", PoseStamped, pose_msgs.append)
+    pub = rospy.Publisher(f"{NS}/action", Float32MultiArray, queue_size=10)
+    wait(lambda: pub.get_num_connections() > 0 and pose_msgs, 10, "arm_node connections")
+    # the measured pose is franka's O_T_EE, converted
+    np.testing.assert_allclose(rc.msg_to_pose6(pose_msgs[-1]), stand_in.pose, atol=1e-9)
+    with stand_in.lock:
+        stand_in.commands.clear()
+        commanded = stand_in.pose.copy()
+    actions = [[1, 0, 0, 0, 0, 0], [0, -1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1], [5, 0, -0.5, 0, 0, 0]]
+    for action in actions:
+        _publish(pub, action)
+        time.sleep(0.1)  # 10 Hz; the stand-in converges well within the lead limit
+        delta = LIMITS.action_to_delta(np.asarray(action, float))
+        commanded = LIMITS.clip_pose(LIMITS.apply_delta(commanded, delta))
+    wait(lambda: len(stand_in.commands) >= len(actions), 2, "4 equilibrium poses")
+    received = [rc.msg_to_pose6(m) for _, m in stand_in.commands]
+    assert len(received) == len(actions)
+    np.testing.assert_allclose(received[-1], commanded, atol=1e-9)
+    last = stand_in.commands[-1][1]
+    assert last.header.frame_id == "panda_link0"
+    # orientation on the wire is the absolute orientation R_ee (franka's convention)
+    q = last.pose.orientation
+    r_ee = quat_to_matrix([q.w, q.x, q.y, q.z])
+    np.testing.assert_allclose(r_ee, rotvec_to_matrix(commanded[3:]) @ HOME_ROTATION, atol=1e-9)
+    # a bad message reaches nothing
+    n = len(stand_in.commands)
+    pub.publish(Float32MultiArray(data=[float("nan")] * 6))
+    pub.publish(Float32MultiArray(data=[0.0] * 5))
+    time.sleep(0.1)
+    # the watchdog (200 ms) holds the measured pose after the silence
+    wait(lambda: any(e["event"] == "watchdog_hold" for e in events), 2, "watchdog hold")
+    holds = stand_in.commands[n:]
+    assert len(holds) == 1, "the two bad messages sent nothing; the watchdog sent one hold"
+    sub.unregister()
+    pub.unregister()
+
+
+def test_reflex_triggers_recovery_and_the_episode_is_marked(franka, wait):
+    stand_in, events, node = franka
+    events.clear()
+    goals_before = stand_in.recovery_goals
+    stand_in.reflex()
+    wait(lambda: any(e["event"] == "reflex" for e in events), 3, "reflex event", node)
+    reflex = next(e for e in events if e["event"] == "reflex")
+    assert "cartesian_reflex" in reflex["errors"] and "robot_mode 4" in reflex["detail"]
+    wait(lambda: any(e["event"] == "recovered" for e in events), 5, "recovered event", node)
+    assert stand_in.recovery_goals == goals_before + 1
+    # after recovery the command is re-synced to where the arm is (no jump), and commands work
+    with stand_in.lock:
+        resync = rc.msg_to_pose6(stand_in.commands[-1][1])
+        pose = stand_in.pose.copy()
+    np.testing.assert_allclose(resync, pose, atol=1e-6)
+    pub = rospy.Publisher(f"{NS}/action", Float32MultiArray, queue_size=10)
+    wait(lambda: pub.get_num_connections() > 0, 5, "action subscriber")
+    n = len(stand_in.commands)
+    _publish(pub, [0, 0, 1, 0, 0, 0])
+    wait(lambda: len(stand_in.commands) > n, 2, "a command after recovery")
+    assert rc.msg_to_pose6(stand_in.commands[-1][1])[2] > pose[2] + 0.01
+    pub.unregister()
+    log = open(node.log_path).read()
+    assert "reflex" in log and "The episode is marked" in log  # the operator is told
+
+
+def test_user_stop_latches_and_reset_drives_home(franka, wait):
+    stand_in, events, node = franka
+    events.clear()
+    goals_before = stand_in.recovery_goals
+    stand_in.user_stop(True)
+    wait(lambda: any(e["event"] == "user_stopped" for e in events), 3, "user_stopped event")
+    reset = rospy.ServiceProxy(f"{NS}/reset", Trigger)
+    response = reset()
+    assert not response.success and "external stop" in response.message
+    assert stand_in.recovery_goals == goals_before  # no automatic recovery after a user stop
+    stand_in.user_stop(False)
+    time.sleep(0.1)  # the next state messages tell arm_node the stop was released
+    t0 = time.monotonic()
+    response = reset()
+    assert response.success, response.message
+    took = time.monotonic() - t0
+    home = LIMITS.workspace.home_pose()
+    np.testing.assert_allclose(stand_in.pose[:3], home[:3], atol=0.006)
+    # the walk home went through the filter: every step within the limits
+    steps = [rc.msg_to_pose6(m) for _, m in stand_in.commands[-30:]]
+    for a, b in zip(steps, steps[1:], strict=False):
+        assert np.linalg.norm(b[:3] - a[:3]) <= np.sqrt(3) * LIMITS.step.max_translation + 1e-9
+    assert took < 10
