@@ -1,4 +1,4 @@
-"""`fosp sim collect` and `fosp dataset ...`."""
+"""`fosp collect`, `fosp label`, `fosp sim collect` and `fosp dataset ...`."""
 
 from __future__ import annotations
 
@@ -41,6 +41,87 @@ def register(sub, sim_sub) -> None:
     index = ds_sub.add_parser("index", help="rebuild DIR/index.json from the episode files")
     index.add_argument("dir")
     index.set_defaults(func=_index)
+    merge = ds_sub.add_parser(
+        "merge", help="copy the episodes of SRC... into OUT (never overwrites)"
+    )
+    merge.add_argument("out")
+    merge.add_argument("sources", nargs="+", metavar="SRC")
+    merge.add_argument("--link", action="store_true", help="hard-link instead of copying")
+    merge.set_defaults(func=_merge)
+    split = ds_sub.add_parser(
+        "split", help="split DIR into OUT/<group>/ datasets (held-out layouts, categories, tasks)"
+    )
+    split.add_argument("dir")
+    split.add_argument("--out", required=True)
+    split.add_argument(
+        "--by",
+        choices=["layout", "episode", "category", "task"],
+        default="layout",
+        help="layout: OUT/train + OUT/heldout with whole layouts held out (per category); "
+        "episode: the same per episode; category/task: one folder per value",
+    )
+    split.add_argument("--holdout", type=float, default=0.2, help="held-out fraction")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--link", action="store_true", help="hard-link instead of copying")
+    split.set_defaults(func=_split)
+
+    _register_collect(sub)
+    _register_label(sub)
+
+
+def _register_collect(sub) -> None:
+    p = sub.add_parser(
+        "collect",
+        help="teleoperate episodes (SpaceMouse/keyboard) with live manual labels",
+        description="Record teleoperated episodes: reset, countdown, the episode at the control "
+        "rate, then review (keep / discard / re-record). docs/collecting.md",
+    )
+    p.add_argument("--env", choices=["sim", "ros"], default="sim")
+    p.add_argument("--task", default="train")
+    p.add_argument("--out", required=True, help="dataset folder (appended to)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes to keep in this session")
+    p.add_argument("--teleop", choices=["spacemouse", "keyboard"], default="spacemouse")
+    p.add_argument("--operator", default="", help="who is teleoperating (stored per episode)")
+    p.add_argument("--countdown", type=float, default=3.0, help="seconds before each episode")
+    p.add_argument("--seed", type=int, default=None, help="layout seeds (default: random)")
+    p.add_argument("--ns", default="/fosp", help="ROS namespace of the robot (--env ros)")
+    p.add_argument("--control-hz", type=float, default=10.0, help="--env ros: the launch's rate")
+    m = p.add_argument_group("teleop mapping (docs/collecting.md)")
+    m.add_argument(
+        "--placement",
+        choices=["facing", "behind", "base"],
+        default="facing",
+        help="where the operator is: facing = across the table facing the arm (default)",
+    )
+    m.add_argument("--yaw-deg", type=float, default=None, help="device frame yaw in the base frame")
+    m.add_argument("--deadzone", type=float, default=0.1)
+    m.add_argument("--gain", type=float, default=1.0, help="translation gain")
+    m.add_argument("--rotation-gain", type=float, default=0.5)
+    m.add_argument("--lock-rotation", action="store_true", help="command translations only")
+    m.add_argument("--smoothing", type=float, default=0.3, help="0: none, towards 1: heavier")
+    m.add_argument(
+        "--spacemouse-device", default=None, help="pyspacemouse name, e.g. SpaceMouseCompact"
+    )
+    m.add_argument("--spacemouse-path", default=None, help="/dev/hidraw* of the SpaceMouse")
+    m.add_argument("--cost-button", default=None, help="button name (default LEFT or BTN_1)")
+    m.add_argument("--reward-button", default=None, help="button name (default RIGHT or BTN_2)")
+    p.set_defaults(func=_collect_teleop)
+
+
+def _register_label(sub) -> None:
+    p = sub.add_parser(
+        "label",
+        help="scrub episodes and set/clear reward and cost labels (OpenCV window)",
+        description="Keys: see `data_collection/labeler.py` or docs/collecting.md.",
+    )
+    p.add_argument("dir")
+    p.add_argument("--episode", default="0", help="index in the filtered list, or a file name")
+    p.add_argument(
+        "--filter",
+        default="all",
+        choices=["all", "unlabelled", "safe+success", "safe+fail", "unsafe+success", "unsafe+fail"],
+    )
+    p.set_defaults(func=_label)
 
 
 def _collect(args: argparse.Namespace) -> int:
@@ -98,3 +179,141 @@ def _index(args: argparse.Namespace) -> int:
     summaries, errors = Dataset(_require_dir(args.dir)).rebuild_index()
     print(f"indexed {len(summaries)} episodes, {len(errors)} unreadable")
     return 1 if errors else 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from data_collection.tools import merge
+
+    report = merge(args.out, args.sources, link=args.link)
+    for item in report.conflicts:
+        print(f"CONFLICT (same name, different content; left alone): {item}", file=sys.stderr)
+    for item in report.unreadable:
+        print(f"UNREADABLE (not copied): {item}", file=sys.stderr)
+    print(f"{args.out}: {report.line()}")
+    return 0 if report.ok else 1
+
+
+def _split(args: argparse.Namespace) -> int:
+    from data_collection.dataset import Dataset, category_counts
+    from data_collection.tools import split
+
+    groups, report = split(
+        _require_dir(args.dir), args.out, args.by, args.holdout, args.seed, args.link
+    )
+    for name in groups:
+        summaries, _ = Dataset(Path(args.out) / name).index()
+        counts = " ".join(f"{c}={n}" for c, n in category_counts(summaries).items())
+        print(f"{Path(args.out) / name}: {len(groups[name])} episodes ({counts})")
+    for item in report.conflicts + report.unreadable:
+        print(f"problem: {item}", file=sys.stderr)
+    print(f"{report.line()}; manifest {Path(args.out) / 'split.json'}")
+    return 0 if report.ok else 1
+
+
+def _collect_teleop(args: argparse.Namespace) -> int:
+    from data_collection.dataset import Dataset
+    from data_collection.recorder import CollectConfig, Recorder, make_teleop
+    from data_collection.teleop.base import TeleopError
+    from data_collection.teleop.mapping import PLACEMENTS
+    from data_collection.teleop.window import CvWindow, WindowError
+
+    dataset = Dataset(args.out)
+    _, errors = dataset.index()
+    if errors:
+        print(f"{args.out} has unreadable episodes; run `fosp dataset validate {args.out}`")
+        return 1
+    yaw = PLACEMENTS[args.placement] if args.yaw_deg is None else args.yaw_deg
+    try:
+        teleop = make_teleop(
+            args.teleop,
+            yaw_deg=yaw,
+            deadzone=args.deadzone,
+            translation_gain=args.gain,
+            rotation_gain=args.rotation_gain,
+            lock_rotation=args.lock_rotation,
+            smoothing=args.smoothing,
+            device=args.spacemouse_device,
+            path=args.spacemouse_path,
+            cost_button=args.cost_button,
+            reward_button=args.reward_button,
+        )
+        teleop.start()
+    except (TeleopError, ValueError) as err:
+        print(f"fosp collect: {err}", file=sys.stderr)
+        return 2
+    env = ui = None
+    try:
+        env = _make_env(args)
+        ui = CvWindow(f"fosp collect ({args.env}, {args.task})")
+        config = CollectConfig(
+            task=args.task,
+            episodes=args.episodes,
+            countdown_s=args.countdown,
+            pace=args.env == "sim",
+            seed=args.seed,
+            operator=args.operator,
+            env_kind=args.env,
+        )
+        result = Recorder(env, teleop, ui, dataset, config).run()
+    except (TeleopError, WindowError) as err:
+        print(f"fosp collect: {err}", file=sys.stderr)
+        return 2
+    finally:
+        teleop.stop()
+        if ui is not None:
+            ui.close()
+        if env is not None:
+            env.close()
+    print(
+        f"{args.out}: kept {len(result.kept)}, discarded {result.discarded}, "
+        f"re-recorded {result.rerecorded}; `fosp dataset stats {args.out}` for the table"
+    )
+    return 0
+
+
+def _make_env(args: argparse.Namespace):
+    if args.env == "sim":
+        from robot.env import EnvConfig, SafeReachEnv
+
+        return SafeReachEnv(EnvConfig(task=args.task))
+    import rospy
+
+    from robot.ros_env import RosSafeReachEnv, ensure_node
+
+    ensure_node("fosp_collect")
+    ns = args.ns.rstrip("/")
+    launched = rospy.get_param(f"{ns}/arm_node/task", None)
+    if launched is not None and launched != args.task:
+        raise SystemExit(f"the robot runs task {launched!r}, not --task {args.task!r}")
+    return RosSafeReachEnv(ns, control_hz=args.control_hz)
+
+
+def _label(args: argparse.Namespace) -> int:
+    from data_collection.labeler import LabelSession, run_labeler, select_episodes
+    from data_collection.teleop.window import CvWindow, WindowError
+
+    root = _require_dir(args.dir)
+    paths = select_episodes(root, args.filter)
+    if not paths:
+        print(f"{root}: no episodes match --filter {args.filter}")
+        return 1
+    if args.episode.isdigit():
+        index = int(args.episode)
+    else:
+        names = [p.name for p in paths]
+        if Path(args.episode).name not in names:
+            print(f"{args.episode}: not among the {len(paths)} episodes of --filter {args.filter}")
+            return 1
+        index = names.index(Path(args.episode).name)
+    try:
+        ui = CvWindow(f"fosp label {root}")
+    except WindowError as err:
+        print(f"fosp label: {err}", file=sys.stderr)
+        return 2
+    session = run_labeler(LabelSession(paths, index=index), ui)
+    print(f"saved {len(session.saved)} episode(s)")
+    if session.saved:
+        from data_collection.dataset import Dataset
+
+        Dataset(root).index()
+    return 0
