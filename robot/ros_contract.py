@@ -30,19 +30,27 @@ from typing import Any
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
-from sensor_msgs.msg import Image
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension, String
 
+from perception.ros_image import IMAGE, IMAGE_FULL, image_to_msg, msg_to_image
 from robot.geometry import matrix_to_quat, matrix_to_rotvec, quat_to_matrix, rotvec_to_matrix
 from robot.workspace import HOME_ROTATION
 
 NAMESPACE = "/fosp"
 ACTION, POSE, COMMANDED_POSE = "action", "pose", "commanded_pose"
-IMAGE, IMAGE_FULL = "image", "image_full"
 LABELS, EVENTS, STATUS = "labels", "events", "status"
 RESET, ESTOP, HOLD = "reset", "estop", "hold"
 RESET_LAYOUT_SEED = "reset_layout_seed"
 BASE_FRAME = "panda_link0"
+
+
+# the image conversions live in perception (cameras know nothing of the arm); re-exported here
+__all__ = [
+    "ACTION", "BASE_FRAME", "COMMANDED_POSE", "ESTOP", "EVENTS", "HOLD", "IMAGE", "IMAGE_FULL",
+    "LABELS", "NAMESPACE", "POSE", "RESET", "RESET_LAYOUT_SEED", "STATUS", "action_to_msg",
+    "image_to_msg", "json_msg", "matrix_to_pose6", "msg_json", "msg_to_image", "msg_to_pose6",
+    "name", "pose6_to_matrix", "pose6_to_msg",
+]  # fmt: skip
 
 
 def name(namespace: str, item: str) -> str:
@@ -78,32 +86,6 @@ def msg_to_pose6(msg: PoseStamped) -> np.ndarray:
     p, o = msg.pose.position, msg.pose.orientation
     rot = quat_to_matrix(np.array([o.w, o.x, o.y, o.z]))
     return np.concatenate([[p.x, p.y, p.z], matrix_to_rotvec(rot @ HOME_ROTATION.T)])
-
-
-# ---------------------------------------------------------------- image
-def image_to_msg(image: np.ndarray, stamp: Any, frame_id: str = "camera") -> Image:
-    """uint8 HxWx3 RGB -> sensor_msgs/Image rgb8 (NumPy only: no cv_bridge)."""
-    image = np.ascontiguousarray(image, dtype=np.uint8)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an HxWx3 RGB image, got shape {image.shape}")
-    msg = Image()
-    msg.header.stamp = stamp
-    msg.header.frame_id = frame_id
-    msg.height, msg.width = image.shape[:2]
-    msg.encoding = "rgb8"
-    msg.is_bigendian = 0
-    msg.step = image.shape[1] * 3
-    msg.data = image.tobytes()
-    return msg
-
-
-def msg_to_image(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image (rgb8 or bgr8) -> uint8 HxWx3 RGB."""
-    if msg.encoding not in ("rgb8", "bgr8"):
-        raise ValueError(f"unsupported image encoding {msg.encoding!r} (want rgb8 or bgr8)")
-    buf = np.frombuffer(msg.data, dtype=np.uint8)
-    image = buf.reshape(msg.height, msg.step)[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
-    return image[:, :, ::-1].copy() if msg.encoding == "bgr8" else image.copy()
 
 
 # ---------------------------------------------------------------- action
