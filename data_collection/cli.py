@@ -213,7 +213,7 @@ def _split(args: argparse.Namespace) -> int:
 def _collect_teleop(args: argparse.Namespace) -> int:
     from data_collection.dataset import Dataset
     from data_collection.recorder import CollectConfig, Recorder, make_teleop
-    from data_collection.teleop.base import TeleopError
+    from data_collection.teleop.base import RealClock, TeleopError
     from data_collection.teleop.mapping import PLACEMENTS
     from data_collection.teleop.window import CvWindow, WindowError
 
@@ -223,9 +223,11 @@ def _collect_teleop(args: argparse.Namespace) -> int:
         print(f"{args.out} has unreadable episodes; run `fosp dataset validate {args.out}`")
         return 1
     yaw = PLACEMENTS[args.placement] if args.yaw_deg is None else args.yaw_deg
+    clock = RealClock()  # one clock for the teleop and the recorder (tests swap in a fake)
     try:
         teleop = make_teleop(
             args.teleop,
+            clock,
             yaw_deg=yaw,
             deadzone=args.deadzone,
             translation_gain=args.gain,
@@ -254,7 +256,7 @@ def _collect_teleop(args: argparse.Namespace) -> int:
             operator=args.operator,
             env_kind=args.env,
         )
-        result = Recorder(env, teleop, ui, dataset, config).run()
+        result = Recorder(env, teleop, ui, dataset, config, clock).run()
     except (TeleopError, WindowError) as err:
         print(f"fosp collect: {err}", file=sys.stderr)
         return 2
