@@ -111,13 +111,20 @@ PRESETS: dict[str, Config] = {
     "small": Config(
         preset="small",
         model=ModelConfig(
-            deter=256, stoch=16, classes=16, hidden=256, mlp_units=256, mlp_layers=2, cnn_depth=16
-        ),
+            deter=128,
+            stoch=16,
+            classes=16,
+            hidden=128,
+            mlp_units=128,
+            mlp_layers=2,
+            cnn_depth=16,
+            bins=127,
+        ),  # fmt: skip
         agent=AgentConfig(
             horizon=10, gamma=0.99, penalty_init=2e-3, penalty_growth=1e-4, entropy=3e-4
         ),
         optim=OptimConfig(lr_model=4e-4, lr_actor_critic=2e-4, lr_ref=4e-4),
-        train=TrainConfig(batch=16, length=32, log_every=25, checkpoint_every=250),
+        train=TrainConfig(batch=16, length=16, log_every=25, checkpoint_every=250),
     ),
     "tiny": Config(
         preset="tiny",
