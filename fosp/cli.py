@@ -11,7 +11,11 @@ def build_parser() -> argparse.ArgumentParser:
     from policy import cli as policy_cli
     from robot import cli as robot_cli
 
-    parser = argparse.ArgumentParser(prog="fosp", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="fosp",
+        description="Safe offline-to-online RL (FOSP) on a Franka Panda or its MuJoCo stand-in: "
+        "collect and label SafeReach episodes, train, finetune, evaluate.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sim_sub = robot_cli.register(sub)
     data_cli.register(sub, sim_sub)
