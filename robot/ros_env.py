@@ -4,7 +4,7 @@ Same observation/action spaces as robot.env.SafeReachEnv, so the collector and t
 run unchanged in-process, on the simulated robot over ROS and on the real arm. Each step:
 
 1. publishes the action (time t0) on `<ns>/action`;
-2. waits until t0 + 1/control_hz;
+2. waits for the control period (a fixed-rate schedule: one tick every 1/control_hz s);
 3. returns the newest image and pose whose stamps are newer than t0. If either is missing or
    older than t0 (a stalled camera, a dead arm node), it waits up to `stale_grace` more; then
    it asks arm_node to hold (`<ns>/hold`) and raises StaleObservationError naming the topic.
@@ -84,7 +84,12 @@ class RosSafeReachEnv(gym.Env):
         self._steps = 0
         self._success = self._violation = False
         self.layout_seed: int | None = None
-        self.timing: deque[float] = deque(maxlen=100_000)  # t0 -> observation returned (s)
+        # per step, seconds from publishing the action: until a fresh image and pose had both
+        # arrived (`latency`) and until step() returned (`timing`, >= the control period)
+        self.latency: deque[float] = deque(maxlen=100_000)
+        self.timing: deque[float] = deque(maxlen=100_000)
+        self._arrival: dict[str, float] = {}
+        self._tick: float | None = None  # time.monotonic() of the current control tick
         n = lambda item: rc.name(self.ns, item)  # noqa: E731
         self._subs = [
             rospy.Subscriber(n(rc.IMAGE), Image, self._set("_image"), queue_size=2),
@@ -111,6 +116,7 @@ class RosSafeReachEnv(gym.Env):
         def callback(msg) -> None:
             with self._lock:
                 setattr(self, attr, msg)
+                self._arrival[attr] = time.monotonic()
 
         return callback
 
@@ -145,6 +151,7 @@ class RosSafeReachEnv(gym.Env):
         obs = self._wait_observation(t0, deadline=time.monotonic() + self.reset_timeout)
         self._steps = 0
         self._success = self._violation = False
+        self._tick = None
         return obs, self._info(t0, labels=[], events=self._events_since(t0))
 
     def step(self, action: np.ndarray):
@@ -152,11 +159,20 @@ class RosSafeReachEnv(gym.Env):
         start = time.monotonic()
         t0 = rospy.Time.now().to_sec()
         self._pub.publish(rc.action_to_msg(action))
-        remaining = start + self.period - time.monotonic()
+        # a fixed-rate schedule: the next tick is one period after the previous one, unless the
+        # caller fell behind (then the schedule restarts from now)
+        tick = start + self.period if self._tick is None else self._tick + self.period
+        if tick < start + 0.5 * self.period:
+            tick = start + self.period
+        self._tick = tick
+        remaining = tick - time.monotonic()
         if remaining > 0:
             time.sleep(remaining)
-        obs = self._wait_observation(t0, deadline=start + self.period + self.stale_grace)
+        obs = self._wait_observation(t0, deadline=tick + self.stale_grace)
         self.timing.append(time.monotonic() - start)
+        with self._lock:
+            arrived = max(self._arrival.get("_image", 0.0), self._arrival.get("_pose", 0.0))
+        self.latency.append(arrived - start)
         labels = self._labels_since(t0)
         self._steps += 1
         info = self._info(t0, labels, self._events_since(t0))

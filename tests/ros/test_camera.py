@@ -187,10 +187,16 @@ def test_repeated_timeouts_reset_the_device_then_fail_clearly():
     )
     cam.connect()
     try:
-        with pytest.raises(CameraError) as info:
-            for _ in range(20):
-                cam.read(timeout=1.0)
-        message = str(info.value)
+        error = None
+        deadline = time.monotonic() + 10
+        while error is None and time.monotonic() < deadline:
+            try:
+                cam.read(timeout=0.5)
+            except CameraTimeout:
+                continue  # each read times out cleanly until the capture thread gives up
+            except CameraError as exc:
+                error = exc
+        message = str(error)
         assert "7 frame timeouts" in message and "123456789012" in message
         assert "USB 3" in message  # names what to check
         assert DeadPipeline.resets == 2  # after 3 and 6 timeouts
