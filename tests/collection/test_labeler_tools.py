@@ -6,27 +6,12 @@ import os
 
 import numpy as np
 import pytest
+from factories import make_episode
 
 from data_collection.dataset import Dataset
-from data_collection.episode import Episode, EpisodeBuilder, read_episode, write_episode
+from data_collection.episode import read_episode, write_episode
 from data_collection.labeler import LabelSession, run_labeler, select_episodes
 from data_collection.tools import copy_episode, merge, split, split_groups
-
-
-def make_episode(layout_seed: int, cost_rows=(), reward_rows=(), status=None, n=20) -> Episode:
-    meta = {"task": "train", "layout_seed": layout_seed, "control_hz": 10, "label_source": "manual"}
-    if status:
-        meta["label_status"] = status
-    builder = EpisodeBuilder(meta)
-    rng = np.random.default_rng(layout_seed)
-    obs = lambda: {  # noqa: E731
-        "image": rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
-        "pose": np.zeros(6, np.float32),
-    }
-    builder.start(obs())
-    for t in range(1, n + 1):
-        builder.add(np.zeros(6), float(t in reward_rows), float(t in cost_rows), obs())
-    return builder.finish()
 
 
 @pytest.fixture

@@ -1,0 +1,142 @@
+"""The real OpenCV windows of `fosp label` and `fosp collect` on a virtual X screen: real key
+events (xdotool, XTEST), screenshots (xwd) checked for what the operator must see."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+from conftest import REPO, stop_process
+from factories import make_episode
+from xhelpers import count_color, find_window, locate, press, screenshot, start_xvfb
+
+from data_collection.dataset import Dataset
+from data_collection.episode import read_episode, write_episode
+
+RED, CYAN, DARK = (230, 40, 40), (0, 200, 220), (40, 40, 40)  # RGB of draw.RED/CYAN/DARK
+
+
+@pytest.fixture
+def display():
+    proc, name = start_xvfb()
+    try:
+        yield name
+    finally:
+        stop_process(proc, timeout=5)
+
+
+def launch(display: str, argv: list[str], log) -> subprocess.Popen:
+    env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "fosp.cli", *argv],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def camera_block(image_rgb: np.ndarray) -> np.ndarray:
+    return cv2.resize(image_rgb, (384, 384), interpolation=cv2.INTER_NEAREST)
+
+
+def wait_for_frame(display: str, block: np.ndarray, timeout: float = 15.0):
+    """Screenshots until `block` (an upscaled camera frame) is on screen: (screen, (x, y))."""
+    deadline = time.monotonic() + timeout
+    score = 0.0
+    while time.monotonic() < deadline:
+        screen = screenshot(display)
+        where, score = locate(screen, block)
+        if score > 0.99:
+            return screen, where
+        time.sleep(0.2)
+    raise AssertionError(f"frame not on screen (best match {score:.3f})")
+
+
+def test_labeler_window(display, tmp_path):
+    root = tmp_path / "ds"
+    path = write_episode(make_episode(11, n=30), root)
+    episode = read_episode(path)
+    log = open(tmp_path / "label.log", "wb")  # noqa: SIM115
+    proc = launch(display, ["label", str(root)], log)
+    try:
+        window = find_window(display, "fosp label", proc)
+        wait_for_frame(display, camera_block(episode.steps["image"][0]))  # painted
+        # frame 10, start a selection, frame 15, cost on, save
+        press(display, window, *["period"] * 10, "m", *["period"] * 5, "c", "s")
+        screen, (x, y) = wait_for_frame(display, camera_block(episode.steps["image"][15]))
+        cv2.imwrite(str(tmp_path / "labeler.png"), screen[:, :, ::-1])
+        time.sleep(0.5)  # the save and the redraw after it
+        screen = screenshot(display)
+        ox, oy = x - 12, y - 12  # the window's frame origin
+        badge = screen[oy + 121 : oy + 125, ox + 412 + 96 : ox + 412 + 116]  # COST badge
+        assert count_color(badge, RED) == badge.shape[0] * badge.shape[1], "COST badge not lit"
+        # the cost track of the timeline: red over rows 10..15, dark elsewhere
+        step_w = (696 - 70) / 31
+        band_y = oy + 408 + 51 + 24  # timeline at y 408, 100 high: bands reward, cost (49 px)
+        for row in range(31):
+            cx = int(ox + 12 + 70 + (row + 0.25) * step_w)  # off the cursor line
+            want = RED if 10 <= row <= 15 else DARK
+            got = tuple(int(v) for v in screen[band_y, cx])
+            assert count_color(screen[band_y : band_y + 1, cx : cx + 1], want, 40) == 1, (row, got)
+        press(display, window, "q")
+        assert proc.wait(timeout=20) == 0, (tmp_path / "label.log").read_text()
+    finally:
+        stop_process(proc)
+        log.close()
+    saved = read_episode(path)
+    np.testing.assert_array_equal(np.flatnonzero(saved.steps["cost"]), np.arange(10, 16))
+    assert saved.metadata["label_history"][0]["edits"][0]["rows"] == [10, 15]
+
+
+def test_collector_window(display, tmp_path):
+    out = tmp_path / "ds"
+    log = open(tmp_path / "collect.log", "wb")  # noqa: SIM115
+    argv = ["collect", "--env", "sim", "--teleop", "keyboard", "--out", str(out)]
+    proc = launch(display, [*argv, "--episodes", "1", "--countdown", "1", "--seed", "5"], log)
+    try:
+        window = find_window(display, "fosp collect", proc)
+        time.sleep(1.5)  # the countdown
+        press(display, window, "c", "w", "w", "w")  # cost on, move away
+        time.sleep(0.6)
+        screen = screenshot(display)
+        cv2.imwrite(str(tmp_path / "recording.png"), screen[:, :, ::-1])
+        # find the window by its dark background + the camera: the title "RECORDING" is red
+        ys, xs = np.nonzero(np.abs(screen.astype(int) - (24, 24, 24)).max(axis=2) <= 2)
+        ox, oy = xs.min(), ys.min()
+        title = screen[oy + 14 : oy + 40, ox + 412 : ox + 560]
+        assert count_color(title, RED) > 50, "no red RECORDING title"
+        badge = screen[oy + 121 : oy + 125, ox + 412 + 96 : ox + 412 + 116]
+        assert count_color(badge, RED) == badge.size // 3, "COST badge not lit while recording"
+        cam = screen[oy + 12 : oy + 396, ox + 12 : ox + 396]
+        assert cam.std() > 10, "the camera view is blank"
+        press(display, window, "c")  # cost off
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # 80 steps at 10 Hz, then the review
+            screen = screenshot(display)
+            if count_color(screen[oy + 14 : oy + 40, ox + 412 : ox + 560], CYAN) > 50:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("the review never showed")
+        cv2.imwrite(str(tmp_path / "review.png"), screen[:, :, ::-1])
+        # timeline at y 408, 80 high, 4 bands of 18 px (reward, cost, sim rew, sim cost)
+        cost_band = screen[oy + 408 + 20 + 9, ox + 12 + 70 : ox + 700]
+        assert count_color(cost_band[None], RED, 40) > 5, "no cost interval on the timeline"
+        press(display, window, "k")
+        assert proc.wait(timeout=30) == 0, (tmp_path / "collect.log").read_text()
+    finally:
+        stop_process(proc)
+        log.close()
+    (episode,) = [e for _, e in Dataset(out).episodes()]
+    cost = np.flatnonzero(episode.steps["cost"])
+    assert len(cost) >= 3 and np.all(np.diff(cost) == 1), cost  # one interval, from the keys
+    assert episode.metadata["label_source"] == "manual"
+    assert {e["source"] for e in episode.metadata["label_events"]} == {"keyboard"}
+    assert episode.steps["pose"][-1, 0] < episode.steps["pose"][0, 0] - 0.01  # w: towards base
