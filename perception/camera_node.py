@@ -8,9 +8,9 @@ Publishes (relative to the node's namespace, /fosp in the launch files):
 Stamps are the time the capture thread received the frame.
 
 Private parameters (defaults): ~serial (""), ~width (640), ~height (480), ~fps (30),
-~color_format (rgb8), ~playback ("": a device), ~real_time (true), ~crop ([] = whole frame),
-~size (64), ~publish_full (false), ~frame_timeout (0.5), ~warmup_timeout (5.0),
-~reset_after (3), ~max_failures (8).
+~color_format (rgb8), ~playback ("": a device), ~real_time (true), ~loop (false: play once),
+~crop ([] = whole frame), ~size (64), ~publish_full (false), ~frame_timeout (0.5),
+~warmup_timeout (5.0), ~reset_after (3), ~max_failures (8).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def read_config() -> tuple[CameraConfig, dict]:
         color_format=str(g("color_format", "rgb8")),
         playback=str(g("playback", "")),
         real_time=bool(g("real_time", True)),
+        loop=bool(g("loop", False)),
         frame_timeout=float(g("frame_timeout", 0.5)),
         warmup_timeout=float(g("warmup_timeout", 5.0)),
         reset_after=int(g("reset_after", 3)),

@@ -54,6 +54,7 @@ class CameraConfig:
     color_format: str = "rgb8"  # what the device is asked for (rgb8 needs no conversion)
     playback: str = ""  # path of a recording (.db3 / .bag) to play instead of a device
     real_time: bool = True  # playback pacing; False: deterministic, as fast as frames are read
+    loop: bool = False  # playback: start over at the end of the recording
     frame_timeout: float = 0.5  # s per wait for a frame
     warmup_timeout: float = 5.0
     warmup_frames: int = 5  # discarded after start (auto-exposure settling)
@@ -179,7 +180,7 @@ class RealSenseCamera:
                 continue
             failures += 1
             self.timeouts += 1
-            if self.config.playback and self._playback_stopped():
+            if self.config.playback and not self.config.loop and self._playback_stopped():
                 self._fail(CameraEnded(f"{self.source}: the recording ended"))
                 return
             log.warning(
@@ -237,7 +238,7 @@ class RealSenseCamera:
         if c.playback:
             if not Path(c.playback).is_file():
                 raise CameraError(f"recording {c.playback} does not exist")
-            cfg.enable_device_from_file(c.playback, repeat_playback=False)
+            cfg.enable_device_from_file(c.playback, repeat_playback=c.loop)
         else:
             if c.serial:
                 cfg.enable_device(c.serial)

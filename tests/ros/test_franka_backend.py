@@ -14,6 +14,7 @@ from geometry_msgs.msg import PoseStamped
 from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import Trigger
 
+from perception.recording import record
 from robot import ros_contract as rc
 from robot.geometry import quat_to_matrix, rotvec_to_matrix
 from robot.workspace import HOME_ROTATION, ControlLimits
@@ -21,6 +22,7 @@ from robot.workspace import HOME_ROTATION, ControlLimits
 LIMITS = ControlLimits()
 NS = "/fosp_franka"
 CONTROLLER = "cartesian_impedance_example_controller"
+ROI = (30, 10, 96, 96)
 
 
 class FrankaStandIn:
@@ -99,26 +101,37 @@ class FrankaStandIn:
 
 
 @pytest.fixture(scope="module")
-def franka(ros, franka_msgs_path, wait):
+def franka(ros, franka_msgs_path, wait, tmp_path_factory):
     start = np.array([0.45, 0.02, 0.10, 0.0, 0.0, 0.0])
     stand_in = FrankaStandIn(start)
     events: list[dict] = []
     subs = [rospy.Subscriber(f"{NS}/events", String, lambda m: events.append(json.loads(m.data)))]
+    # real.launch as a lab runs it, minus franka_control (the stand-in) and with the camera
+    # replaced by a recording made here with pyrealsense2's software device, played in a loop
+    rng = np.random.default_rng(5)
+    frames = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(30)]
+    recording = record(tmp_path_factory.mktemp("real") / "table.db3", frames, 30, "rgb8")
     node = ros.start(
-        "franka_arm_node",
+        "real_launch",
         [
-            "scripts/arm_node",
-            f"__ns:={NS}",
-            "__name:=arm_node",
-            "_backend:=franka",
-            f"_controller:={CONTROLLER}",
-            "_home_timeout:=10.0",
+            "roslaunch",
+            "fosp_robot",
+            "real.launch",
+            "ns:=fosp_franka",
+            "start_franka:=false",
+            "robot_ip:=192.0.2.1",
+            f"controller:={CONTROLLER}",
+            f"playback:={recording}",
+            "playback_loop:=true",
+            f"crop:=[{', '.join(map(str, ROI))}]",
+            "home_timeout:=10",
             # generous: the 10 Hz command pattern below must survive a loaded CI machine
-            "_watchdog_timeout:=0.5",
+            "watchdog_timeout:=0.5",
         ],
         env={"PYTHONPATH": str(franka_msgs_path)},
     )
     wait(lambda: _has_service(f"{NS}/reset"), 60, "franka arm_node services", node, ros)
+    stand_in.frames = frames
     yield stand_in, events, node
     ros.stop(node)
     stand_in.close()
@@ -186,6 +199,8 @@ def test_pose_commands_arrive_as_expected(franka, wait):
     time.sleep(0.1)
     # the watchdog (200 ms) holds the measured pose after the silence
     wait(lambda: any(e["event"] == "watchdog_hold" for e in events), 2, "watchdog hold")
+    wait(lambda: len(stand_in.commands) > n, 2, "the hold pose at the stand-in")
+    time.sleep(0.2)
     holds = stand_in.commands[n:]
     assert len(holds) == 1, "the two bad messages sent nothing; the watchdog sent one hold"
     sub.unregister()
@@ -241,3 +256,29 @@ def test_user_stop_latches_and_reset_drives_home(franka, wait):
     for a, b in zip(steps, steps[1:], strict=False):
         assert np.linalg.norm(b[:3] - a[:3]) <= np.sqrt(3) * LIMITS.step.max_translation + 1e-9
     assert took < 10
+
+
+def test_the_ros_env_runs_an_episode_on_the_real_stack(franka, wait):
+    """RosSafeReachEnv over real.launch: franka backend (stand-in arm) + camera_node (recording)."""
+    import cv2
+
+    from robot.ros_env import RosSafeReachEnv
+
+    stand_in, events, node = franka
+    expected = [
+        cv2.resize(f[10:106, 30:126], (64, 64), interpolation=cv2.INTER_AREA)
+        for f in stand_in.frames
+    ]
+    env = RosSafeReachEnv(NS)
+    obs, info = env.reset()  # walks home through the filter
+    np.testing.assert_allclose(obs["pose"][:3], LIMITS.workspace.home_position, atol=0.006)
+    rng = np.random.default_rng(0)
+    for _ in range(80):
+        obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, 6))
+        assert env.observation_space.contains(obs)
+        assert any(np.array_equal(obs["image"], e) for e in expected)
+        np.testing.assert_allclose(obs["pose"], stand_in.pose, atol=0.02)  # it tracks
+        assert info["labels_source"] == "none" and reward == 0.0
+    assert truncated and not terminated
+    assert np.percentile(np.asarray(env.latency), 99) < env.period
+    env.close()
