@@ -47,9 +47,9 @@ def check_episode(env: SafeReachEnv, seed: int, steps: int = EPISODE_STEPS) -> l
         if not np.all(np.isfinite(obs["pose"])) or obs["image"].dtype != np.uint8:
             problems.append("bad observation")
     z = env.sim.obstacle_positions()[:, 2]
-    off = z < half_height - 0.01  # lower than resting on the table: fell off (or sank)
+    off = z < half_height - 0.01  # lower than resting upright: tipped over or fell off
     if np.any(off & ~env.sim.disturbed_by_robot):
-        problems.append("an obstacle left the table without the arm setting it moving")
+        problems.append("an obstacle tipped or fell without the arm setting it moving")
     if np.any(z > 0.5):
         problems.append("an obstacle flew away")
     return problems
@@ -60,12 +60,13 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=250, help="per task variant")
     args = parser.parse_args()
     print(
-        "| task | episodes | problems | arm touched an obstacle | obstacle off table | s/episode |"
+        "| task | episodes | problems | arm touched an obstacle | one tipped or fell "
+        "| replays identical | s/episode |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for task in available_tasks():
         env = SafeReachEnv(task=task)
-        bad = touched = pushed_off = 0
+        bad = touched = pushed_off = replayed = identical = 0
         start = time.perf_counter()
         for seed in range(args.episodes):
             problems = check_episode(env, seed)
@@ -75,9 +76,17 @@ def main() -> None:
             pushed_off += bool(np.any(z < env.task.obstacles.half_height - 0.01))
             if problems:
                 print(f"  {task} seed {seed}: {problems}")
+            if seed % 25 == 0:  # same seed -> bit-identical final state
+                final = env.sim.data.qpos.copy()
+                check_episode(env, seed)
+                replayed += 1
+                identical += bool(np.array_equal(final, env.sim.data.qpos))
         elapsed = (time.perf_counter() - start) / args.episodes
         env.close()
-        print(f"| {task} | {args.episodes} | {bad} | {touched} | {pushed_off} | {elapsed:.2f} |")
+        print(
+            f"| {task} | {args.episodes} | {bad} | {touched} | {pushed_off} "
+            f"| {identical}/{replayed} | {elapsed:.2f} |"
+        )
 
 
 if __name__ == "__main__":
