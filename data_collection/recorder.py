@@ -56,6 +56,7 @@ REVIEW_HELP = (
     "q/Esc: quit (this one not saved)   <- ->: scrub",
 )
 SCALE = 6  # 64 px observation -> 384 px on screen
+MAX_STALE = 3  # recordings in a row lost to stale observations before the session stops
 WIDTH, HEIGHT = 720, 500
 
 
@@ -125,6 +126,7 @@ class Recorder:
         self.env, self.teleop, self.ui, self.dataset = env, teleop, ui, dataset
         self.config, self.clock, self.log = config, clock or RealClock(), log
         self.labels = LiveLabels()
+        self._stale = 0  # consecutive recordings lost to stale observations
         self.period = 1.0 / float(env.metadata.get("render_fps", 10))
         self.steps = int(getattr(env, "episode_steps", None) or env.config.episode_steps)
 
@@ -185,6 +187,7 @@ class Recorder:
         rewards, costs = [0.0], [0.0]
         truth_r, truth_c = [0.0], [0.0]
         has_truth = True
+        truth_seen: list[tuple[float, float] | None] = []
         deadline = self.clock.now()
         action = np.zeros(6, np.float32)
         for i in range(self.steps):
@@ -208,11 +211,21 @@ class Recorder:
                 self._record_key(key, row=i + 1)
             deadline = max(deadline, self.clock.now()) + self.period
             action = np.asarray(self.teleop.action(), np.float32)
-            obs, reward, terminated, truncated, info = self.env.step(action)
+            try:
+                obs, reward, terminated, truncated, info = self.env.step(action)
+            except Exception as err:
+                if type(err).__name__ != "StaleObservationError":  # robot.ros_env, no rospy here
+                    raise
+                self._stale += 1
+                if self._stale > MAX_STALE:
+                    raise
+                self.log(f"{err}\nepisode dropped; recording this layout again")
+                raise _Abort("rerecord") from err
             for event in self.teleop.events():
                 self.labels.apply(event, row=i + 1)
             label_r, label_c = self.labels.close_row()
             truth = _truth(info, reward)
+            truth_seen.append(truth)
             has_truth = has_truth and truth is not None
             builder.add(action, label_r, label_c, obs, oracle=truth)
             rewards.append(label_r)
@@ -226,6 +239,11 @@ class Recorder:
                 break
         episode = builder.finish()
         episode.metadata["label_events"] = self.labels.log
+        if not has_truth and any(t is not None for t in truth_seen):
+            # over ROS a label message can miss its step: the truth is then incomplete, and
+            # an incomplete truth is not stored (it would misjudge the manual labels)
+            episode.metadata["oracle_missing_steps"] = sum(t is None for t in truth_seen)
+        self._stale = 0
         return episode
 
     def _countdown(self, base: View, obs) -> None:

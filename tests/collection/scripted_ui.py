@@ -144,6 +144,8 @@ class ScriptedUI:
         """Row i + 1 (being recorded now) should carry the truth of row i + 1 - delay."""
         src = view.step + 1 - self.delay
         truth = {"reward": view.oracle_reward, "cost": view.oracle_cost}
+        if view.oracle_reward is None:  # the truth went missing (ROS): hands still
+            return
         for label, values in truth.items():
             want = bool(src >= 0 and values[src] > 0)
             if want == self._held[label]:
