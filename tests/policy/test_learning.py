@@ -11,7 +11,7 @@ from policy.agent import FOSPAgent
 from policy.config import resolve
 from policy.replay import Replay
 
-STEPS = 150
+STEPS = 250
 
 
 @pytest.fixture(scope="module")
