@@ -245,8 +245,8 @@ def _collect_teleop(args: argparse.Namespace) -> int:
         return 2
     env = ui = None
     try:
+        ui = CvWindow(f"fosp collect ({args.env}, {args.task})")  # fails fast without a display
         env = _make_env(args)
-        ui = CvWindow(f"fosp collect ({args.env}, {args.task})")
         config = CollectConfig(
             task=args.task,
             episodes=args.episodes,
@@ -278,16 +278,28 @@ def _make_env(args: argparse.Namespace):
         from robot.env import EnvConfig, SafeReachEnv
 
         return SafeReachEnv(EnvConfig(task=args.task))
+    import os
+
+    import rosgraph
     import rospy
 
     from robot.ros_env import RosSafeReachEnv, ensure_node
 
+    uri = os.environ.get("ROS_MASTER_URI", "http://localhost:11311")
+    if not rosgraph.is_master_online(uri):  # rospy would wait for it forever
+        raise SystemExit(
+            f"no ROS master at {uri}: start the robot side first "
+            "(`roslaunch fosp_robot collect.launch`, docs/collecting.md)"
+        )
     ensure_node("fosp_collect")
     ns = args.ns.rstrip("/")
     launched = rospy.get_param(f"{ns}/arm_node/task", None)
     if launched is not None and launched != args.task:
         raise SystemExit(f"the robot runs task {launched!r}, not --task {args.task!r}")
-    return RosSafeReachEnv(ns, control_hz=args.control_hz)
+    try:
+        return RosSafeReachEnv(ns, control_hz=args.control_hz)
+    except (rospy.ROSException, TimeoutError) as err:
+        raise SystemExit(f"{err}: is arm_node running in {ns}? (collect.launch)") from err
 
 
 def _label(args: argparse.Namespace) -> int:

@@ -67,9 +67,12 @@ class ScriptedUI:
         self.last_frame = frame
         if view is None:
             return
-        if not self.phases or self.phases[-1] != view.phase:
+        entered = not self.phases or self.phases[-1] != view.phase
+        if entered:
             self.phases.append(view.phase)
-        if view.phase == "countdown" and self._layout is None:
+        if view.phase == "countdown" and entered:
+            if self._layout is not None:  # the collector dropped the last take by itself
+                self._end()
             self._begin(view)
         elif view.phase == "record":
             self._record(view)

@@ -184,3 +184,68 @@ def test_kill_9_mid_episode_keeps_earlier_episodes(tmp_path):
     assert_clean(out, 2)
     for path in Dataset(out).episode_paths():
         assert read_episode(path).num_actions == 80
+
+
+class StaleObservationError(RuntimeError):
+    """Same name as robot.ros_env's (the recorder recognises it without importing rospy)."""
+
+
+class StallingEnv:
+    """The sim env whose observation goes stale at given (reset count, step) points."""
+
+    def __init__(self, stalls):
+        from robot.env import SafeReachEnv
+
+        self.env = SafeReachEnv()
+        self.metadata, self.config, self.task = self.env.metadata, self.env.config, self.env.task
+        self.stalls, self.resets, self.steps = set(stalls), 0, 0
+
+    def reset(self, **kw):
+        self.resets += 1
+        self.steps = 0
+        return self.env.reset(**kw)
+
+    def step(self, action):
+        self.steps += 1
+        if (self.resets, self.steps) in self.stalls:
+            raise StaleObservationError("stale observation: newest image is 0.3 s old")
+        return self.env.step(action)
+
+    def close(self):
+        self.env.close()
+
+
+def recorder_for(env, ui, out, clock, episodes):
+    from data_collection.recorder import CollectConfig, Recorder
+    from data_collection.teleop.keyboard import KeyboardTeleop
+
+    config = CollectConfig(episodes=episodes, countdown_s=0.2, seed=1)
+    return Recorder(
+        env, KeyboardTeleop(clock=clock), ui, Dataset(out), config, clock, lambda s: None
+    )
+
+
+def test_stale_observation_drops_the_take_and_records_the_layout_again(tmp_path):
+    clock = FakeClock()
+    env = StallingEnv({(1, 50)})  # the first take stalls at step 50
+    ui = ScriptedUI("train", clock, [Plan()], device="keyboard")
+    result = recorder_for(env, ui, tmp_path / "ds", clock, 1).run()
+    assert result.rerecorded == 1 and result.aborted == 1 and len(result.kept) == 1
+    assert ui.layouts[0] == ui.layouts[1]  # the same layout again
+    assert_clean(tmp_path / "ds", 1)
+    # stale again and again: the session stops with the error, nothing half-written
+    env = StallingEnv({(k, 5) for k in range(1, 10)})
+    ui = ScriptedUI("train", clock, [Plan()], device="keyboard")
+    with pytest.raises(StaleObservationError):
+        recorder_for(env, ui, tmp_path / "ds2", clock, 1).run()
+    assert env.resets == 4  # MAX_STALE = 3 re-records, then it gives up
+    assert not (tmp_path / "ds2").exists() or not os.listdir(tmp_path / "ds2")
+
+
+def test_escape_mid_episode_stops_without_saving(tmp_path, run_collect):
+    clock = FakeClock()
+    ui = ScriptedUI("train", clock, [Plan(), Plan(abort_at=20, abort_key="esc")])
+    out = tmp_path / "ds"
+    argv = ["--env", "sim", "--out", str(out), "--episodes", "3", "--teleop", "keyboard"]
+    assert run_collect(ui, clock, [*argv, "--countdown", "0.2"]) == 0
+    assert_clean(out, 1)
