@@ -44,6 +44,7 @@ class ScriptedUI:
     delay: int = 2  # reaction delay of the label presses, control steps
     seed: int = 0
     recordings: int = 0
+    dropped: int = 0  # takes the collector dropped on its own
     frames: int = 0
     phases: list[str] = field(default_factory=list)
     layouts: list[int] = field(default_factory=list)
@@ -71,8 +72,9 @@ class ScriptedUI:
         if entered:
             self.phases.append(view.phase)
         if view.phase == "countdown" and entered:
-            if self._layout is not None:  # the collector dropped the last take by itself
-                self._end()
+            if self._layout is not None:  # the collector dropped the take by itself (stale
+                self.dropped += 1  # ROS observation): the same plan again, like a person
+                self._layout = None
             self._begin(view)
         elif view.phase == "record":
             self._record(view)

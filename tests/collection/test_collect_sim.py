@@ -231,7 +231,7 @@ def test_stale_observation_drops_the_take_and_records_the_layout_again(tmp_path)
     ui = ScriptedUI("train", clock, [Plan()], device="keyboard")
     result = recorder_for(env, ui, tmp_path / "ds", clock, 1).run()
     assert result.rerecorded == 1 and result.aborted == 1 and len(result.kept) == 1
-    assert ui.layouts[0] == ui.layouts[1]  # the same layout again
+    assert ui.dropped == 1 and ui.layouts[0] == ui.layouts[1]  # the same layout again
     assert_clean(tmp_path / "ds", 1)
     # stale again and again: the session stops with the error, nothing half-written
     env = StallingEnv({(k, 5) for k in range(1, 10)})
