@@ -51,6 +51,11 @@ stamp="$VENV/.installed"
 want="$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "bootstrap: installing pinned Python packages"
+  # The GUI build of OpenCV (operator windows) replaced the headless one; both would own cv2/.
+  if "$VENV/bin/pip" show -q opencv-python-headless >/dev/null 2>&1; then
+    "$VENV/bin/pip" uninstall -q -y opencv-python-headless
+    "$VENV/bin/pip" uninstall -q -y opencv-python >/dev/null 2>&1 || true
+  fi
   pip_install -r requirements.lock
   # Franka Panda MJCF + meshes only (franka_ros meshes, Apache-2.0). Its own dependencies pull
   # libfranka bindings and the dm_robotics stack, which this project does not use: no deps.
