@@ -24,8 +24,16 @@ class SimBackend:
     def __init__(
         self, task: str = "train", config: SimConfig | None = None, seed: int | None = None
     ):
+        config = config or SimConfig()
+        if config.substeps // config.controller_every < 1:
+            raise ValueError(
+                f"control_hz {config.limits.step.control_hz} is too high for the simulator: one "
+                f"control period must hold at least one {config.controller_every}-step "
+                f"controller tick of {config.physics_dt} s (at most "
+                f"{1 / (config.controller_every * config.physics_dt):.0f} Hz)"
+            )
         self.task = load_task(task)
-        self.sim = SafeReachSim(self.task, config or SimConfig())
+        self.sim = SafeReachSim(self.task, config)
         self.rng = np.random.default_rng(seed)
         self.reset()
 
