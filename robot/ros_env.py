@@ -177,7 +177,7 @@ class RosSafeReachEnv(gym.Env):
         obs = self._wait_observation(t0, deadline=tick + self.stale_grace)
         self.timing.append(time.monotonic() - start)
         self.latency.append(self._first_fresh_arrival(t0) - start)
-        labels = self._labels_since(t0)
+        labels = self._wait_labels(t0, deadline=time.monotonic() + self.period)
         self._steps += 1
         info = self._info(t0, labels, self._events_since(t0))
         reward = float(info["reward"])
@@ -255,6 +255,18 @@ class RosSafeReachEnv(gym.Env):
                 for q in self._arrivals.values()
             ]
         return max(firsts)
+
+    def _wait_labels(self, t0: float, deadline: float) -> list[dict]:
+        """The step's labels. The simulated arm publishes them with the observation's stamp but
+        on another connection, so they may arrive just after it: wait for them (briefly) when the
+        backend is one that labels; on the real arm there are none to wait for."""
+        while True:
+            labels = self._labels_since(t0)
+            with self._lock:
+                expected = self._status.get("backend") == "sim" or bool(self._labels)
+            if labels or not expected or time.monotonic() > deadline:
+                return labels
+            time.sleep(0.001)
 
     def _labels_since(self, t0: float) -> list[dict]:
         with self._lock:

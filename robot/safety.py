@@ -184,8 +184,8 @@ def within_limits(pose: np.ndarray, limits: ControlLimits, tol: float = 1e-9) ->
     ws = limits.workspace
     if np.any(pose[:3] < ws.low - tol) or np.any(pose[:3] > ws.high + tol):
         return False, f"outside the task box: {pose[:3]}"
-    if float(np.linalg.norm(pose[3:])) > ws.max_tilt + tol:
-        return False, f"tilt {np.linalg.norm(pose[3:]):.4f} > {ws.max_tilt}"
+    if float(np.linalg.norm(pose[3:])) > ws.command_tilt + tol:
+        return False, f"tilt {np.linalg.norm(pose[3:]):.4f} > {ws.command_tilt}"
     return True, ""
 
 
