@@ -54,6 +54,9 @@ class FOSPAgent(nn.Module):
             "ref": _adam(self.ref.parameters(), o.lr_ref, o),
         }
         self.step_count = 0
+        # DreamerV3's return scale S = EMA of the 5-95 % percentile range of the lambda-returns,
+        # one per critic; advantages are divided by max(1, S) before the AWR exponent (eq. 19)
+        self.register_buffer("return_scale", torch.ones(2, device=device))
 
     # ------------------------------------------------------------------ training
 
@@ -94,6 +97,8 @@ class FOSPAgent(nn.Module):
         ):
             with torch.no_grad():
                 ret = O.lambda_returns(r_img, cont_i, v_net(nxt), a.gamma, lam)  # eq. 8
+                i = 0 if name == "r" else 1
+                self.return_scale[i] = O.ema_return_scale(self.return_scale[i], ret, a.scale_decay)
                 td = O.td_target(r_data[:, 1:], cont_data[:, 1:], v_net(feat[:, 1:]), a.gamma)
             q_img = q_net(feats[:-1], actions)
             loss_q1 = (q_img - ret).square().mean()  # eq. 9
@@ -106,6 +111,7 @@ class FOSPAgent(nn.Module):
             )
             with torch.no_grad():
                 adv[name] = q_net(feat, act_data) - v_net(feat)
+                adv[name] = adv[name] / self.return_scale[i].clamp_min(1.0)
             metrics[f"critic/q{name}_img"] = loss_q1
             metrics[f"critic/q{name}_data"] = loss_q2
             metrics[f"critic/return_{name}"] = ret.mean()
@@ -122,7 +128,7 @@ class FOSPAgent(nn.Module):
         with torch.no_grad():
             v_c = self.v_c(feat)
             u = torch.sigmoid(self.ref(feat))
-            phi = self.lagrangian.phi(v_c)
+            phi = self.lagrangian.phi(v_c) / self.return_scale[0].clamp_min(1.0)
             w = O.awr_weights(
                 adv["r"], adv["c"], 1.0 - u, phi, a.beta_r, a.beta_c, a.awr_max_exponent
             )
@@ -145,6 +151,8 @@ class FOSPAgent(nn.Module):
         metrics["lagrange/lambda_p"] = self.lagrangian.lagrange
         metrics["lagrange/mu"] = self.lagrangian.penalty
         metrics["lagrange/phi"] = phi.mean()
+        metrics["value/return_scale_r"] = self.return_scale[0].clone()
+        metrics["value/return_scale_c"] = self.return_scale[1].clone()
         metrics["value/v_r"] = self.v_r(feat).mean().detach()
         metrics["value/v_c"] = v_c.mean()
         metrics["ref/u_mean"] = u.mean()

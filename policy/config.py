@@ -43,6 +43,7 @@ class AgentConfig:
     expectile: float = 0.8  # kappa (eq. 7)
     beta_r: float = 10.0  # beta_1, AWR temperature on A_r (eq. 19)
     beta_c: float = 10.0  # beta_2, AWR temperature on A_c (eq. 19)
+    scale_decay: float = 0.99  # EMA of the return scale that normalises advantages (DreamerV3)
     awr_max_exponent: float = 4.6  # clip of each exponent in eq. 19 (e^4.6 ~ 100, as in IQL)
     entropy: float = 3e-4  # eta (eq. 20)
     gamma_u: float = 0.99  # REF discount (eq. 30)
@@ -107,7 +108,8 @@ class Config:
 PRESETS: dict[str, Config] = {
     "paper": Config(preset="paper"),
     # Trains on 2 CPU cores in minutes (fosp demo). Smaller everything; higher learning rates so
-    # a few hundred steps already give a usable policy; multiplier step mu/2 kept above the REF lr.
+    # a few hundred steps already give a usable policy. mu^0 = 1e-4: with 2e-3 lambda_p grew to ~1
+    # in 600 steps (V_c never reaches 0) and Phi swamped the reward branch of eq. 19.
     "small": Config(
         preset="small",
         model=ModelConfig(
@@ -120,9 +122,7 @@ PRESETS: dict[str, Config] = {
             cnn_depth=16,
             bins=127,
         ),  # fmt: skip
-        agent=AgentConfig(
-            horizon=10, gamma=0.99, penalty_init=2e-3, penalty_growth=1e-4, entropy=3e-4
-        ),
+        agent=AgentConfig(horizon=10, gamma=0.99, penalty_init=1e-4, penalty_growth=1e-4),
         optim=OptimConfig(lr_model=4e-4, lr_actor_critic=2e-4, lr_ref=4e-4),
         train=TrainConfig(batch=16, length=16, log_every=25, checkpoint_every=250),
     ),
@@ -138,7 +138,7 @@ PRESETS: dict[str, Config] = {
             cnn_depth=8,
             bins=63,
         ),  # fmt: skip
-        agent=AgentConfig(horizon=5, gamma=0.99, penalty_init=2e-3, penalty_growth=1e-4),
+        agent=AgentConfig(horizon=5, gamma=0.99, penalty_init=1e-4, penalty_growth=1e-4),
         optim=OptimConfig(lr_model=1e-3, lr_actor_critic=3e-4, lr_ref=6e-4),
         train=TrainConfig(batch=8, length=16, log_every=10, checkpoint_every=50),
     ),

@@ -106,6 +106,16 @@ def td_target(reward_next: Tensor, cont_next: Tensor, value_next: Tensor, gamma:
     return reward_next + gamma * cont_next * value_next
 
 
+def ema_return_scale(scale: Tensor, returns: Tensor, decay: float) -> Tensor:
+    """DreamerV3's return normaliser: EMA of the 95th minus the 5th percentile of the returns.
+    Advantages are divided by max(1, scale), so the AWR temperatures act on a unit-free scale."""
+    flat = returns.detach().flatten().float()
+    if flat.numel() > 65536:  # torch.quantile's input limit; a strided subsample is enough
+        flat = flat[:: flat.numel() // 65536 + 1]
+    lo, hi = torch.quantile(flat, torch.tensor([0.05, 0.95], device=flat.device))
+    return decay * scale + (1 - decay) * (hi - lo)
+
+
 # ---------------------------------------------------------------- REF, eq. 30
 
 

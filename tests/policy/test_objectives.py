@@ -157,3 +157,11 @@ def test_twohot_round_trip_and_symlog():
     assert O.symexp(O.symlog(x)).tolist() == pytest.approx(x.tolist(), rel=1e-5)
     # hand value: 1.0 sits between bins 0 and 1 of [0, 2, 4] with weights 0.5 / 0.5
     assert O.twohot(t(1.0), t(0.0, 2.0, 4.0))[0].tolist() == pytest.approx([0.5, 0.5, 0.0])
+
+
+def test_return_scale_is_ema_of_percentile_range():
+    # DreamerV3 normaliser: 5-95 % range of returns 0..100 (linear) is 90; EMA 0.9 from 1
+    ret = torch.linspace(0, 100, 101)
+    assert O.ema_return_scale(torch.tensor(1.0), ret, 0.9).item() == pytest.approx(
+        0.9 * 1 + 0.1 * 90, rel=1e-5
+    )
