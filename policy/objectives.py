@@ -109,10 +109,9 @@ def td_target(reward_next: Tensor, cont_next: Tensor, value_next: Tensor, gamma:
 def ema_return_scale(scale: Tensor, returns: Tensor, decay: float) -> Tensor:
     """DreamerV3's return normaliser: EMA of the 95th minus the 5th percentile of the returns.
     Advantages are divided by max(1, scale), so the AWR temperatures act on a unit-free scale."""
-    flat = returns.detach().flatten().float()
-    if flat.numel() > 65536:  # torch.quantile's input limit; a strided subsample is enough
-        flat = flat[:: flat.numel() // 65536 + 1]
-    lo, hi = torch.quantile(flat, torch.tensor([0.05, 0.95], device=flat.device))
+    flat = returns.detach().flatten().float().sort().values  # sort, not quantile: no host sync
+    n = flat.numel() - 1
+    lo, hi = flat[int(0.05 * n)], flat[int(0.95 * n)]
     return decay * scale + (1 - decay) * (hi - lo)
 
 
