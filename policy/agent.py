@@ -9,6 +9,7 @@ and the REF are attributes; `act` runs one control step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,9 @@ from policy.config import Config
 from policy.lagrangian import AugmentedLagrangian
 from policy.networks import Actor, QNet, VNet, bce_soft
 from policy.world_model import State, WorldModel
+
+# (adv_r, adv_c, feasible, phi, valid) -> per-row weight of log pi (eq. 19 or eq. 23)
+PolicyWeight = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
 def _adam(params, lr: float, cfg) -> torch.optim.Adam:
@@ -68,8 +72,13 @@ class FOSPAgent(nn.Module):
         opt.step()
         return norm
 
-    def train_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """One gradient step of every part. Returns metrics as device tensors (no host sync)."""
+    def train_step(
+        self, batch: dict[str, Tensor], policy_weight: PolicyWeight | None = None
+    ) -> dict[str, Tensor]:
+        """One gradient step of every part. Returns metrics as device tensors (no host sync).
+
+        `policy_weight(adv_r, adv_c, feasible, phi, valid)` replaces eq. 19's weight and its 1/Z
+        (finetuning's eq. 23, policy/expansion.py); None keeps the offline extraction."""
         a = self.cfg.agent
         wm_loss, metrics, feat = self.wm.loss(batch)
         metrics["wm/grad_norm"] = self._update("model", wm_loss, self.wm.parameters())
@@ -129,10 +138,13 @@ class FOSPAgent(nn.Module):
             v_c = self.v_c(feat)
             u = torch.sigmoid(self.ref(feat))
             phi = self.lagrangian.phi(v_c) / self.return_scale[0].clamp_min(1.0)
-            w = O.awr_weights(
-                adv["r"], adv["c"], 1.0 - u, phi, a.beta_r, a.beta_c, a.awr_max_exponent
-            )
-            w = w / ((w * valid).sum() / valid.sum()).clamp_min(1e-8)  # 1/Z (eq. 18) per batch
+            if policy_weight is None:
+                w = O.awr_weights(
+                    adv["r"], adv["c"], 1.0 - u, phi, a.beta_r, a.beta_c, a.awr_max_exponent
+                )
+                w = w / ((w * valid).sum() / valid.sum()).clamp_min(1e-8)  # 1/Z (eq. 18)
+            else:
+                w = policy_weight(adv["r"], adv["c"], 1.0 - u, phi, valid)
         dist = self.actor.dist(feat)
         logp = dist.log_prob(act_data).sum(-1)
         entropy = dist.entropy().sum(-1)
