@@ -23,14 +23,53 @@ def register(sub) -> None:
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_train)
 
-    ev = sub.add_parser("eval", help="success / violation rates of a trained policy in the sim")
+    ev = sub.add_parser(
+        "eval",
+        help="success / violation rates of a trained policy in the sim (`eval table3`: FOSP "
+        "Table 3, before / during / after finetuning)",
+    )
+    ev.add_argument("mode", nargs="?", choices=["table3"], help="table3: the finetuning protocol")
     ev.add_argument("--checkpoint", required=True, help="run folder or checkpoint file")
     ev.add_argument("--task", default="train", help="train | unseen-1 | unseen-2 | unseen-3")
     ev.add_argument("--episodes", type=int, default=20)
     ev.add_argument("--seed", type=int, default=10_000)
     ev.add_argument("--sample", action="store_true", help="sample actions (default: the mean)")
     ev.add_argument("--json", help="also write the result as JSON here")
+    t3 = ev.add_argument_group("table3")
+    t3.add_argument("--tasks", default="unseen-1,unseen-2,unseen-3", help="comma separated")
+    t3.add_argument("--tests", type=int, default=20, help="test episodes before / after")
+    t3.add_argument("--finetune-episodes", type=int, default=40)
+    t3.add_argument("--seeds", type=int, default=3)
+    t3.add_argument("--strategies", default="pex", help="pex,direct")
+    t3.add_argument("--updates-per-episode", type=int, default=40)
+    t3.add_argument("--dataset", help="offline dataset the run was trained on (table3)")
+    t3.add_argument("--out", default="out/table3", help="table3 output folder")
     ev.set_defaults(func=_eval)
+
+    ft = sub.add_parser(
+        "finetune", help="few-shot online finetuning with safe policy expansion (FOSP §4.3)"
+    )
+    ft.add_argument("--env", choices=["sim", "ros"], default="sim")
+    ft.add_argument("--task", default="unseen-1", help="sim task (--env sim)")
+    ft.add_argument("--checkpoint", required=True, help="pretrained run folder")
+    ft.add_argument("--dataset", help="offline dataset the run was trained on (new runs)")
+    ft.add_argument("--episodes", type=int, default=40, help="online episodes in total")
+    ft.add_argument("--updates-per-episode", type=int, default=40, help="K gradient steps")
+    ft.add_argument("--out", required=True, help="finetune run folder (resumes if it exists)")
+    ft.add_argument("--strategy", choices=["pex", "direct"], default="pex")
+    ft.add_argument("--init", choices=["scratch", "copy"], default="scratch", help="new actor")
+    ft.add_argument("--inv-temperature", type=float, default=10.0, help="1/alpha of eq. 21")
+    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument("--namespace", default="/fosp", help="ROS namespace (--env ros)")
+    ft.add_argument(
+        "--labels",
+        choices=["auto", "env", "labeler"],
+        default="auto",
+        help="ros: env = the sim backend's labels, labeler = the operator labels each episode "
+        "in the labeler window (auto: env when the backend labels, else labeler)",
+    )
+    ft.add_argument("--deadline", type=float, help="s per inference before the arm holds")
+    ft.set_defaults(func=_finetune)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -70,6 +109,10 @@ def _eval(args: argparse.Namespace) -> int:
     set_threads()
     run = Path(args.checkpoint)
     run = run.parent if run.is_file() else run
+    if args.mode == "table3":
+        from policy.table3 import table3_cli
+
+        return table3_cli(args, run)
     try:
         agent = load_agent(run)
         result = evaluate(agent, args.task, args.episodes, args.seed, not args.sample, True)
@@ -79,4 +122,50 @@ def _eval(args: argparse.Namespace) -> int:
     print(result.line())
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from policy.checkpoint import CheckpointError
+    from policy.config import FinetuneConfig
+    from policy.replay import ReplayError
+    from policy.train import set_threads
+
+    set_threads()
+    fcfg = FinetuneConfig(
+        strategy=args.strategy,
+        init=args.init,
+        inv_temperature=args.inv_temperature,
+        updates_per_episode=args.updates_per_episode,
+        seed=args.seed,
+    )
+    try:
+        if args.env == "sim":
+            from policy.finetune import finetune_sim
+
+            tuner = finetune_sim(
+                args.checkpoint, args.out, args.task, args.episodes, fcfg, args.dataset
+            )
+        else:
+            from policy.policy_node import finetune_ros
+
+            tuner = finetune_ros(
+                args.checkpoint,
+                args.out,
+                args.episodes,
+                fcfg,
+                args.dataset,
+                task=args.task,
+                namespace=args.namespace,
+                labels=args.labels,
+                deadline=args.deadline,
+            )
+    except (CheckpointError, ReplayError, ValueError) as err:
+        print(f"fosp finetune: error: {err}", file=sys.stderr)
+        return 2
+    s = tuner.summary()
+    print(
+        f"finetuned {s['episodes']} episodes: {s['successes']} successes, "
+        f"{s['violations']} violations; checkpoint: {args.out}/checkpoint.pt"
+    )
     return 0

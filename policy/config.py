@@ -155,3 +155,26 @@ def resolve(preset: str, **train_overrides: Any) -> Config:
     if unknown:
         raise ValueError(f"unknown train option(s): {', '.join(sorted(unknown))}")
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Online finetuning (FOSP §4.3, Algorithm 1 lines 12-24); written to a finetune run's
+    `finetune.json`, separate from `Config` so offline runs and their config.json are unchanged."""
+
+    strategy: str = "pex"  # pex = safe policy expansion; direct = finetune the offline actor
+    init: str = "scratch"  # new actor psi': scratch (fresh init, as PEX) | copy (offline weights)
+    # eq. 21's softmax. Table 4's "PEX temperature 10" is read as PEX's inverse temperature:
+    # logits = 10 * Q~ (alpha = 0.1 in eq. 21's Q~/alpha); docs/algorithm.md "Finetuning"
+    inv_temperature: float = 10.0
+    r_max: float = 1.0  # max reward per step (SafeReach: 1 while touching the target)
+    c_max: float = 1.0  # max cost per step
+    horizon: int = 80  # T of Q^* = sum_{t=0}^{T} gamma^t r_max (SafeReach episodes: 80 steps)
+    linear_phi: bool = True  # eq. 23 with eq. 16's Phi inside the reward branch (as offline)
+    updates_per_episode: int = 40  # K gradient steps after each online episode
+    label_delay: int = 2  # simulated operator's reaction delay (steps)
+    sample_actions: bool = True  # proposals sampled from each actor while finetuning
+    seed: int = 0
+
+
+STRATEGIES = ("pex", "direct")

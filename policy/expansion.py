@@ -1,0 +1,158 @@
+"""Safe policy expansion (FOSP §4.3, eqs. 21-23; Algorithm 1 lines 12-24).
+
+`PolicyExpansion` wraps a pretrained `FOSPAgent` for online finetuning:
+
+- `pex`: the offline actor pi_psi is deep-copied and frozen (no gradient, no optimiser, never
+  written); `agent.actor` becomes the new policy pi_psi' (fresh or copied weights, `init`) with
+  its own optimiser. World model, critics, values, REF and multipliers are the pretrained ones
+  ("transferred") and keep learning. At each control step both actors propose an action for the
+  *current* latent state (the features `act` computed from this observation); eqs. 21-22 give
+  the probability of executing each, from Q and Q_c of *its own* proposal.
+- `direct`: ablation (ii), no expansion: the offline actor itself keeps learning and acts alone.
+
+Both strategies train the learning actor with eq. 23's linear weight (`linear_weights`).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from policy.agent import FOSPAgent, _adam
+from policy.config import STRATEGIES, FinetuneConfig
+from policy.networks import Actor
+
+OFFLINE, ONLINE = 0, 1  # index of each proposal in the action set of eq. 21
+
+
+def return_upper_bound(per_step_max: float, gamma: float, horizon: int) -> float:
+    """Q^* = sum_{t=0}^{T} gamma^t r_max (and C^* likewise with c_max), §4.3 under eq. 22."""
+    return float(per_step_max * sum(gamma**t for t in range(horizon + 1)))
+
+
+def normalised_q(q_r: Tensor, q_c: Tensor, q_star: float, c_star: float) -> Tensor:
+    """Eq. 22: Q~(s, a) = Q(s, a) / Q^* - Q_c(s, a) / C^*."""
+    return q_r / q_star - q_c / c_star
+
+
+def selection_probs(q_tilde: Tensor, inv_temperature: float) -> Tensor:
+    """Eq. 21: P[k] = exp(Q~_k / alpha) / sum_j exp(Q~_j / alpha) over the last axis (the two
+    proposals), with 1 / alpha = `inv_temperature` (docs/algorithm.md: Table 4's 10 is 1/alpha)."""
+    return torch.softmax(q_tilde * inv_temperature, dim=-1)
+
+
+def linear_weights(
+    adv_r: Tensor,
+    adv_c: Tensor,
+    feasible: Tensor,
+    phi: Tensor | float,
+    beta_r: float,
+    beta_c: float,
+    valid: Tensor,
+) -> Tensor:
+    """Eq. 23, w = f beta_1 (A_r - Phi) - (1 - f) beta_2 A_c, with the offline reading of u:
+    f = 1 - u is the feasibility (docs/algorithm.md ambiguity 3) and Phi sits where eq. 16 puts
+    it (pass phi = 0 for the literal eq. 23). Linear, so w may be negative: actions worse than
+    V are pushed down. Divided by the batch mean of |w| over executed rows: the sign and the
+    ratios stay, the step size no longer depends on the advantages' units (eq. 18's 1/Z plays
+    this role offline)."""
+    w = feasible * beta_r * (adv_r - phi) - (1 - feasible) * beta_c * adv_c
+    scale = (w.abs() * valid).sum() / valid.sum().clamp_min(1)
+    return w / scale.clamp_min(1e-8)
+
+
+class PolicyExpansion:
+    """The acting and learning side of online finetuning around one `FOSPAgent`."""
+
+    def __init__(self, agent: FOSPAgent, cfg: FinetuneConfig):
+        if cfg.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, not {cfg.strategy!r}")
+        if cfg.init not in ("scratch", "copy"):
+            raise ValueError(f"init must be scratch or copy, not {cfg.init!r}")
+        self.agent, self.cfg = agent, cfg
+        gamma = agent.cfg.agent.gamma
+        self.q_star = return_upper_bound(cfg.r_max, gamma, cfg.horizon)
+        self.c_star = return_upper_bound(cfg.c_max, gamma, cfg.horizon)
+        self.generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        self.frozen: Actor | None = None
+        if cfg.strategy == "pex":
+            self.frozen = copy.deepcopy(agent.actor).requires_grad_(False).eval()
+            if cfg.init == "scratch":
+                m, a = agent.cfg.model, agent.cfg.agent
+                fresh = Actor(
+                    agent.wm.feat_dim,
+                    m.action_dim,
+                    m.mlp_units,
+                    m.mlp_layers,
+                    (a.actor_min_std, a.actor_max_std),
+                )
+                agent.actor = fresh.to(agent.device)
+            # psi' is a new policy: its own optimiser state (the offline Adam moments belong to
+            # psi, which no longer learns)
+            agent.opts["actor"] = _adam(agent.actor.parameters(), agent.cfg.optim.lr_actor_critic,
+                                        agent.cfg.optim)  # fmt: skip
+
+    # ------------------------------------------------------------------ acting
+
+    @torch.no_grad()
+    def act(
+        self,
+        obs: dict[str, np.ndarray],
+        state: dict[str, Tensor] | None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, dict[str, Tensor], dict[str, Any]]:
+        """One control step. Returns the executed action, the recurrent state (its "action" is
+        the executed one, so the world model follows what the arm did) and info: "policy"
+        (0 = offline, 1 = online/new) and, for pex, "probs" and "q_tilde" of both proposals.
+        Deterministic (evaluation): mean proposals and the more probable one is executed."""
+        agent = self.agent
+        if self.frozen is None:  # direct: the (finetuned) offline actor alone
+            action, state = agent.act(obs, state, deterministic)
+            return action, state, {"policy": ONLINE}
+        # the frozen actor's proposal comes with the current state's features
+        _, state = agent.act(obs, state, deterministic, actor=self.frozen)
+        feat = state["feat"]
+        proposals = torch.cat([state["action"], agent.actor.sample(feat, deterministic)])  # [2, A]
+        feats = feat.expand(2, -1)
+        q_tilde = normalised_q(
+            agent.q_r(feats, proposals), agent.q_c(feats, proposals), self.q_star, self.c_star
+        )
+        probs = selection_probs(q_tilde, self.cfg.inv_temperature)
+        if deterministic:
+            k = int(torch.argmax(probs))
+        else:
+            k = int(torch.multinomial(probs.cpu(), 1, generator=self.generator))
+        state = {**state, "action": proposals[k : k + 1]}
+        info = {"policy": k, "probs": probs.cpu().numpy(), "q_tilde": q_tilde.cpu().numpy()}
+        return proposals[k].cpu().numpy(), state, info
+
+    # ------------------------------------------------------------------ learning
+
+    def weight(self, adv_r: Tensor, adv_c: Tensor, feasible: Tensor, phi: Tensor, valid: Tensor):
+        a = self.agent.cfg.agent
+        phi = phi if self.cfg.linear_phi else 0.0
+        return linear_weights(adv_r, adv_c, feasible, phi, a.beta_r, a.beta_c, valid)
+
+    def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Algorithm 1 lines 17-24: world model, critics, values, REF on the batch (offline and
+        online windows alike), the learning actor with eq. 23; the frozen actor is untouched."""
+        return self.agent.train_step(batch, policy_weight=self.weight)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "frozen": None if self.frozen is None else self.frozen.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if (state["frozen"] is None) != (self.frozen is None):
+            raise ValueError("checkpoint was written for another finetuning strategy")
+        if self.frozen is not None:
+            self.frozen.load_state_dict(state["frozen"])
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,296 @@
+"""Few-shot online finetuning (Algorithm 1 lines 12-24): episode -> labels -> dataset -> K updates
+-> checkpoint, repeated. `fosp finetune --env sim|ros ...` and the ROS policy node drive it.
+
+A finetune run folder RUN2 holds `config.json` (the pretrained run's), `finetune.json` (the
+`FinetuneConfig`, task, dataset, source run), `online/` (the online episodes, a `Dataset`),
+`checkpoint.pt` and `finetune.jsonl` (one line per episode).
+
+Crash safety: an episode file is written atomically before its updates; the checkpoint records
+the files whose K updates it contains (`applied`). On resume every online file on disk joins the
+replay, a file not in `applied` gets its K updates (and a checkpoint) and is never re-run, and the
+loop continues with the next episode index: nothing is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from data_collection.dataset import Dataset
+from data_collection.episode import Episode
+from policy import checkpoint as ckpt
+from policy.agent import FOSPAgent
+from policy.config import FinetuneConfig
+from policy.expansion import ONLINE, PolicyExpansion
+from policy.replay import Replay
+from policy.train import pick_device, seed_everything
+
+FINETUNE_JSON = "finetune.json"
+ONLINE_DIR = "online"
+LOG = "finetune.jsonl"
+_INDEX = re.compile(r"-ft(\d+)\.npz$")
+
+
+class Collector(Protocol):
+    """Runs one labelled online episode with the expansion's policy (sim, ROS, real arm)."""
+
+    def collect(self, expansion: PolicyExpansion, index: int) -> Episode: ...
+
+
+def layout_seed(seed: int, index: int) -> int:
+    """Layout of online episode `index`: fixed per (seed, index), so a resumed run continues with
+    the layouts an uninterrupted one would have seen."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def policy_step(expansion: PolicyExpansion, deterministic: bool = False):
+    """A `run_episode`-style policy callable plus the per-episode count of who acted."""
+    state: dict | None = None
+    counts = [0, 0]
+
+    def act(obs: dict) -> np.ndarray:
+        nonlocal state
+        action, state, info = expansion.act(obs, state, deterministic)
+        counts[info["policy"]] += 1
+        return action
+
+    return act, counts
+
+
+class SimCollector:
+    """In-process sim; labels by the simulated operator (ground truth delayed `label_delay`
+    steps, data_collection.scripted), the truth kept beside them."""
+
+    def __init__(self, task: str, seed: int, label_delay: int = 2):
+        from robot.env import EnvConfig, SafeReachEnv
+
+        self.env = SafeReachEnv(EnvConfig(task=task))
+        self.seed, self.label_delay = seed, label_delay
+
+    def collect(self, expansion: PolicyExpansion, index: int) -> Episode:
+        from data_collection.scripted import run_episode
+
+        act, counts = policy_step(expansion, not expansion.cfg.sample_actions)
+        episode = run_episode(
+            self.env, lambda env: act, layout_seed(self.seed, index), {}, self.label_delay
+        )
+        episode.metadata["policy_counts"] = list(counts)
+        return episode
+
+    def close(self) -> None:
+        self.env.close()
+
+
+@dataclass
+class EpisodeReport:
+    index: int
+    file: str
+    steps_offline: int
+    steps_online: int
+    success: bool
+    violation: bool
+    sr_so_far: float
+    cv_so_far: float
+    losses: dict[str, float]
+    lambda_p: float
+    t_episode: float  # s to run and label the episode (nan when resumed)
+    t_updates: float  # s for the K updates
+    t_checkpoint: float  # s to write the checkpoint
+
+    def line(self) -> str:
+        n = self.steps_offline + self.steps_online
+        return (
+            f"ep {self.index:3d}: offline {self.steps_offline:2d}/{n} new {self.steps_online:2d}/"
+            f"{n}  {'S' if self.success else '-'}{'V' if self.violation else '-'}  "
+            f"SR {100 * self.sr_so_far:5.1f} % CV {100 * self.cv_so_far:5.1f} %  "
+            f"wm {self.losses.get('wm/loss', float('nan')):.3g} "
+            f"actor {self.losses.get('actor/loss', float('nan')):.3g}  "
+            f"lambda {self.lambda_p:.4g}  "
+            f"[run {self.t_episode:.1f} s, {self.t_updates:.1f} s updates, "
+            f"ckpt {self.t_checkpoint:.2f} s]"
+        )
+
+
+def truth(episode: Episode) -> tuple[bool, bool]:
+    """Success / violation of an episode from the ground truth when stored, else the labels."""
+    r = episode.steps.get("oracle_reward", episode.steps["reward"])
+    c = episode.steps.get("oracle_cost", episode.steps["cost"])
+    return bool(np.max(r) > 0), bool(np.max(c) > 0)
+
+
+def online_files(out: Path) -> list[Path]:
+    """Online episode files in episode order (the index is in the file name)."""
+    paths = [p for p in Dataset(out / ONLINE_DIR).episode_paths() if _INDEX.search(p.name)]
+    return sorted(paths, key=lambda p: int(_INDEX.search(p.name).group(1)))
+
+
+class Finetuner:
+    """Owns the agent, expansion, replay and run folder of one finetuning run."""
+
+    def __init__(
+        self,
+        run: str | Path,
+        out: str | Path,
+        task: str,
+        fcfg: FinetuneConfig,
+        dataset: str | Path | None = None,
+        device: str = "auto",
+        log: Callable[[str], None] | None = print,
+    ):
+        self.out, self.task, self.log = Path(out), task, log or (lambda _: None)
+        meta_path = self.out / FINETUNE_JSON
+        resume = (self.out / ckpt.CHECKPOINT).exists()
+        if resume:
+            meta = json.loads(meta_path.read_text())
+            if meta["task"] != task:
+                raise ckpt.CheckpointError(f"{out} finetunes task {meta['task']!r}, not {task!r}")
+            fcfg = FinetuneConfig(**meta["finetune"])
+            dataset = dataset or meta["dataset"]
+            run = meta["source"]
+        if dataset is None:
+            raise ValueError("--dataset is required: the offline dataset the run was trained on")
+        self.fcfg = fcfg
+        self.cfg = ckpt.read_config(run)
+        dev = pick_device(device if device != "auto" else self.cfg.train.device)
+        seed_everything(fcfg.seed)
+        self.agent = FOSPAgent(self.cfg, dev)
+        if not resume:
+            self.agent.load_full_state(ckpt.load(run, self.cfg, map_location=dev)["agent"])
+        self.expansion = PolicyExpansion(self.agent, fcfg)  # freezes the loaded offline actor
+        self.replay = Replay.from_dataset(dataset, self.cfg.train.length, dev, seed=fcfg.seed)
+        self.applied: list[str] = []
+        if resume:
+            state = ckpt.load(self.out, self.cfg, map_location=dev)
+            self.agent.load_full_state(state["agent"])
+            self.expansion.load_state_dict(state["expansion"])
+            self.replay.load_state_dict(state["replay"])
+            ckpt.set_rng_state(state["rng"])
+            self.applied = list(state["applied"])
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            ckpt.write_config(self.out, self.cfg)
+            meta = {
+                "task": task,
+                "dataset": str(Path(dataset).resolve()),
+                "source": str(Path(run).resolve()),
+                "finetune": dataclasses.asdict(fcfg),
+            }
+            ckpt.atomic_write_bytes(meta_path, (json.dumps(meta, indent=2) + "\n").encode())
+        self.online = Dataset(self.out / ONLINE_DIR)
+        self.outcomes: list[tuple[bool, bool]] = []
+        for path in online_files(self.out):  # every online episode on disk is training data
+            episode = self.online.read(path)
+            self.replay.add(episode, str(path))
+            self.outcomes.append(truth(episode))
+
+    def save(self) -> float:
+        start = time.perf_counter()
+        payload = {
+            "agent": self.agent.full_state(),
+            "replay": self.replay.state_dict(),
+            "expansion": self.expansion.state_dict(),
+            "applied": list(self.applied),
+        }
+        ckpt.save(self.out, self.cfg, payload)
+        return time.perf_counter() - start
+
+    def updates(self, k: int) -> tuple[dict[str, float], float]:
+        """K gradient steps; mean metrics (one host sync at the end) and the seconds taken."""
+        self.agent.train()
+        start = time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}
+        for _ in range(k):
+            metrics = self.expansion.update(self.replay.sample(self.cfg.train.batch))
+            for key, v in metrics.items():
+                sums[key] = sums.get(key, 0) + v.float()
+        self.agent.eval()
+        means = {key: float(v) / max(1, k) for key, v in sums.items()}
+        return means, time.perf_counter() - start
+
+    def _apply(self, path: Path, episode: Episode, t_episode: float) -> EpisodeReport:
+        losses, t_updates = self.updates(self.fcfg.updates_per_episode)
+        self.applied.append(path.name)
+        t_ckpt = self.save()
+        counts = episode.metadata.get("policy_counts", [0, 0])
+        success, violation = truth(episode)
+        n = len(self.outcomes)
+        report = EpisodeReport(
+            index=int(_INDEX.search(path.name).group(1)),
+            file=path.name,
+            steps_offline=int(counts[0]),
+            steps_online=int(counts[ONLINE]),
+            success=success,
+            violation=violation,
+            sr_so_far=sum(s for s, _ in self.outcomes) / max(1, n),
+            cv_so_far=sum(v for _, v in self.outcomes) / max(1, n),
+            losses=losses,
+            lambda_p=float(self.agent.lagrangian.lagrange),
+            t_episode=t_episode,
+            t_updates=t_updates,
+            t_checkpoint=t_ckpt,
+        )
+        with open(self.out / LOG, "a") as f:
+            f.write(json.dumps(dataclasses.asdict(report)) + "\n")
+        self.log(report.line())
+        return report
+
+    def run(
+        self, collector: Collector, episodes: int, after_write: Callable[[Path], None] | None = None
+    ) -> list[EpisodeReport]:
+        """Finetune until `episodes` online episodes have their updates. `after_write(path)` is
+        called between writing an episode and its updates (tests inject a crash there)."""
+        reports = []
+        for path in online_files(self.out):  # written before a crash, updates not applied
+            if path.name not in self.applied:
+                reports.append(self._apply(path, self.online.read(path), float("nan")))
+        while len(online_files(self.out)) < episodes:
+            index = len(online_files(self.out))
+            start = time.perf_counter()
+            episode = collector.collect(self.expansion, index)
+            episode.metadata.update(
+                episode_id=f"ft{index:04d}", finetune_index=index, strategy=self.fcfg.strategy
+            )
+            t_episode = time.perf_counter() - start
+            path = self.online.add(episode)
+            self.replay.add(episode, str(path))
+            self.outcomes.append(truth(episode))
+            if after_write is not None:
+                after_write(path)
+            reports.append(self._apply(path, episode, t_episode))
+        return reports
+
+    def summary(self) -> dict[str, Any]:
+        n = len(self.outcomes)
+        return {
+            "episodes": n,
+            "successes": sum(s for s, _ in self.outcomes),
+            "violations": sum(v for _, v in self.outcomes),
+        }
+
+
+def finetune_sim(
+    run: str | Path,
+    out: str | Path,
+    task: str,
+    episodes: int,
+    fcfg: FinetuneConfig,
+    dataset: str | Path | None = None,
+    log: Callable[[str], None] | None = print,
+) -> Finetuner:
+    """`fosp finetune --env sim`: the whole loop in the in-process simulator."""
+    tuner = Finetuner(run, out, task, fcfg, dataset, log=log)
+    collector = SimCollector(task, tuner.fcfg.seed, tuner.fcfg.label_delay)
+    try:
+        tuner.run(collector, episodes)
+    finally:
+        collector.close()
+    return tuner

@@ -1,0 +1,267 @@
+"""FOSP Table 3 protocol in the simulator: SR / CV over `tests` episodes before finetuning, during
+it (the finetuning episodes themselves, ground truth) and after it, per unseen task, strategy and
+seed; mean and a 95 % interval across seeds (Student t; one seed: Wilson on the counts).
+
+`fosp eval table3 --checkpoint RUN --dataset DATA --tasks unseen-1,unseen-2,unseen-3 --tests 20
+--finetune-episodes 40 --seeds 3 [--strategies pex,direct] --out DIR` writes table3.md,
+table3.csv (one row per seed and phase), table3_summary.csv and table3.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from policy.config import FinetuneConfig
+from policy.evaluate import EvalResult, evaluate, wilson
+from policy.expansion import PolicyExpansion
+
+PHASES = ("before", "during", "after")
+# two-sided 95 % Student t quantiles by degrees of freedom (no scipy in the environment)
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
+_T95_LARGE = 1.96
+
+
+class ExpansionPolicy:
+    """`evaluate` calls `agent.act(obs, state, deterministic=...)`; this gives it PEX's composite
+    policy (both proposals, eq. 21's choice; greedy when deterministic)."""
+
+    def __init__(self, expansion: PolicyExpansion):
+        self.expansion = expansion
+
+    def act(self, obs, state=None, deterministic: bool = True):
+        action, state, _ = self.expansion.act(obs, state, deterministic)
+        return action, state
+
+
+@dataclass
+class Row:
+    strategy: str
+    task: str
+    seed: int
+    phase: str
+    episodes: int
+    successes: int
+    violations: int
+    wall_s: float
+
+    @property
+    def sr(self) -> float:
+        return self.successes / max(1, self.episodes)
+
+    @property
+    def cv(self) -> float:
+        return self.violations / max(1, self.episodes)
+
+
+def interval(values: list[float], counts: tuple[int, int] | None = None) -> tuple[float, float]:
+    """95 % interval of the mean across seeds; with one seed, Wilson on (hits, n)."""
+    if len(values) == 1:
+        return wilson(*counts) if counts else (values[0], values[0])
+    arr = np.asarray(values, float)
+    half = _T95.get(len(arr) - 1, _T95_LARGE) * arr.std(ddof=1) / math.sqrt(len(arr))
+    return max(0.0, arr.mean() - half), min(1.0, arr.mean() + half)
+
+
+def summarise(rows: list[Row]) -> list[dict]:
+    out = []
+    keys = sorted({(r.strategy, r.task) for r in rows})
+    for strategy, task in keys:
+        for phase in PHASES:
+            sel = [r for r in rows if (r.strategy, r.task, r.phase) == (strategy, task, phase)]
+            if not sel:
+                continue
+            srs, cvs = [r.sr for r in sel], [r.cv for r in sel]
+            one = sel[0]
+            out.append(
+                {
+                    "strategy": strategy,
+                    "task": task,
+                    "phase": phase,
+                    "seeds": len(sel),
+                    "episodes": one.episodes,
+                    "sr": float(np.mean(srs)),
+                    "sr_ci": interval(srs, (one.successes, one.episodes)),
+                    "cv": float(np.mean(cvs)),
+                    "cv_ci": interval(cvs, (one.violations, one.episodes)),
+                    "wall_s": float(sum(r.wall_s for r in sel)),
+                }
+            )
+    return out
+
+
+def markdown(summary: list[dict]) -> str:
+    lines = [
+        "| strategy | task | phase | SR % [95 %] | CV % [95 %] | n × seeds | wall s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in summary:
+        sr = f"{100 * s['sr']:.1f} [{100 * s['sr_ci'][0]:.0f}, {100 * s['sr_ci'][1]:.0f}]"
+        cv = f"{100 * s['cv']:.1f} [{100 * s['cv_ci'][0]:.0f}, {100 * s['cv_ci'][1]:.0f}]"
+        lines.append(
+            f"| {s['strategy']} | {s['task']} | {s['phase']} | {sr} | {cv} | "
+            f"{s['episodes']} × {s['seeds']} | {s['wall_s']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({(s["strategy"], s["task"]) for s in summary})
+    fig, axes = plt.subplots(1, 2, figsize=(max(6, 2.2 * len(groups)), 3.6), sharey=True)
+    width = 0.26
+    for ax, metric, title in ((axes[0], "sr", "success rate"), (axes[1], "cv", "violation rate")):
+        for j, phase in enumerate(PHASES):
+            xs, ys, err = [], [], [[], []]
+            for i, g in enumerate(groups):
+                s = next((s for s in summary if (s["strategy"], s["task"]) == g and
+                          s["phase"] == phase), None)  # fmt: skip
+                if s is None:
+                    continue
+                xs.append(i + (j - 1) * width)
+                ys.append(100 * s[metric])
+                lo, hi = s[f"{metric}_ci"]
+                err[0].append(100 * (s[metric] - lo))
+                err[1].append(100 * (hi - s[metric]))
+            ax.bar(xs, ys, width, yerr=err, capsize=3, label=phase)
+        ax.set_xticks(range(len(groups)), [f"{t}\n{s}" for s, t in groups], fontsize=8)
+        ax.set_title(title)
+        ax.set_ylim(0, 105)
+    axes[0].set_ylabel("%")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _eval_row(result: EvalResult, strategy: str, seed: int, phase: str, wall: float) -> Row:
+    return Row(
+        strategy, result.task, seed, phase, result.episodes, result.successes, result.violations,
+        wall,
+    )  # fmt: skip
+
+
+def run_table3(
+    checkpoint: str | Path,
+    dataset: str | Path,
+    out: str | Path,
+    tasks: list[str],
+    tests: int = 20,
+    finetune_episodes: int = 40,
+    seeds: int = 3,
+    strategies: tuple[str, ...] = ("pex",),
+    updates_per_episode: int = 40,
+    fcfg: FinetuneConfig | None = None,
+    eval_seed: int = 10_000,
+    log: Callable[[str], None] = print,
+) -> tuple[list[Row], list[dict]]:
+    """The whole protocol; finetune runs land in out/<strategy>/seed<k>/<task> (resumable)."""
+    from policy.finetune import Finetuner, SimCollector
+    from policy.train import load_agent
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = fcfg or FinetuneConfig()
+    rows: list[Row] = []
+    offline = load_agent(checkpoint)
+    for task in tasks:
+        start = time.perf_counter()
+        before = evaluate(offline, task, tests, eval_seed)  # the offline policy: same for all
+        t_before = time.perf_counter() - start
+        log(f"before  {before.line()}  [{t_before:.0f} s]")
+        for strategy in strategies:
+            for seed in range(seeds):
+                # one shared evaluation: its time is split over the rows that reuse it
+                share = t_before / (len(strategies) * seeds)
+                rows.append(_eval_row(before, strategy, seed, "before", share))
+                cfg = dataclasses.replace(
+                    base, strategy=strategy, seed=seed, updates_per_episode=updates_per_episode
+                )
+                run_dir = out / strategy / f"seed{seed}" / task
+                start = time.perf_counter()
+                tuner = Finetuner(checkpoint, run_dir, task, cfg, dataset, log=log)
+                collector = SimCollector(task, seed, cfg.label_delay)
+                try:
+                    tuner.run(collector, finetune_episodes)
+                finally:
+                    collector.close()
+                s = tuner.summary()
+                wall = time.perf_counter() - start
+                rows.append(
+                    Row(strategy, task, seed, "during", s["episodes"], s["successes"],
+                        s["violations"], wall)
+                )  # fmt: skip
+                start = time.perf_counter()
+                after = evaluate(ExpansionPolicy(tuner.expansion), task, tests, eval_seed)
+                wall = time.perf_counter() - start
+                rows.append(_eval_row(after, strategy, seed, "after", wall))
+                log(f"{strategy} seed {seed} after  {after.line()}  [{wall:.0f} s]")
+    summary = summarise(rows)
+    write_outputs(rows, summary, out)
+    return rows, summary
+
+
+def write_outputs(rows: list[Row], summary: list[dict], out: Path) -> None:
+    with open(out / "table3.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["strategy", "task", "seed", "phase", "episodes", "successes", "violations",
+                    "sr", "cv", "wall_s"])  # fmt: skip
+        for r in rows:
+            w.writerow([r.strategy, r.task, r.seed, r.phase, r.episodes, r.successes,
+                        r.violations, f"{r.sr:.4f}", f"{r.cv:.4f}", f"{r.wall_s:.1f}"])  # fmt: skip
+    with open(out / "table3_summary.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["strategy", "task", "phase", "seeds", "episodes", "sr", "sr_lo", "sr_hi",
+                    "cv", "cv_lo", "cv_hi", "wall_s"])  # fmt: skip
+        for s in summary:
+            w.writerow([s["strategy"], s["task"], s["phase"], s["seeds"], s["episodes"],
+                        f"{s['sr']:.4f}", f"{s['sr_ci'][0]:.4f}", f"{s['sr_ci'][1]:.4f}",
+                        f"{s['cv']:.4f}", f"{s['cv_ci'][0]:.4f}", f"{s['cv_ci'][1]:.4f}",
+                        f"{s['wall_s']:.1f}"])  # fmt: skip
+    (out / "table3.md").write_text(markdown(summary))
+    plot(summary, out / "table3.png")
+
+
+def table3_cli(args, run: Path) -> int:
+    """`fosp eval table3 ...` (arguments from policy/cli.py)."""
+    import sys
+
+    from policy.checkpoint import CheckpointError
+    from policy.replay import ReplayError
+
+    if not args.dataset:
+        print("fosp eval table3: error: --dataset (the offline dataset) is required",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    strategies = tuple(s for s in args.strategies.split(",") if s)
+    try:
+        _, summary = run_table3(
+            run,
+            args.dataset,
+            args.out,
+            [t for t in args.tasks.split(",") if t],
+            tests=args.tests,
+            finetune_episodes=args.finetune_episodes,
+            seeds=args.seeds,
+            strategies=strategies,
+            updates_per_episode=args.updates_per_episode,
+            eval_seed=args.seed,
+        )
+    except (CheckpointError, ReplayError, ValueError) as err:
+        print(f"fosp eval table3: error: {err}", file=sys.stderr)
+        return 2
+    print(markdown(summary))
+    print(f"written: {args.out}/table3.md, table3.csv, table3_summary.csv, table3.png")
+    return 0
