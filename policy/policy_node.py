@@ -1,0 +1,204 @@
+"""ROS policy node: the finetuning loop (policy/finetune.py) over `RosSafeReachEnv`, against
+sim.launch or real.launch (launch/deploy.launch starts both).
+
+Each control step runs one inference (both proposals and eq. 21's choice). If it takes longer
+than the control deadline, the arm is asked to hold (`env.hold()`), a zero action (no motion) is
+sent and stored instead, the world model is told the arm did not move, and the miss is counted
+(episode metadata "deadline_misses", the per-episode log line and rospy's log).
+
+Labels: over sim.launch the arm node publishes the simulator's ground truth; the simulated
+operator (that truth delayed `label_delay` steps, as in data_collection/scripted.py) labels the
+episode and the truth is stored beside. On the real arm (no labels on the topic) the operator
+labels each episode in the labeler window before it joins the dataset.
+
+    rosrun fosp_robot policy_node _checkpoint:=RUN _dataset:=DATA _out:=RUN2 _episodes:=40
+    (or: fosp finetune --env ros --checkpoint RUN --dataset DATA --out RUN2 --episodes 40)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data_collection.episode import Episode, EpisodeBuilder, read_episode, write_episode
+from data_collection.scripted import delayed_labels
+from policy.config import FinetuneConfig
+from policy.expansion import PolicyExpansion
+from policy.finetune import Finetuner, layout_seed
+
+
+class RosCollector:
+    """One online episode over ROS with the expansion's policy and a control deadline."""
+
+    def __init__(
+        self,
+        env,
+        task: str,
+        seed: int,
+        label_delay: int = 2,
+        labels: str = "auto",
+        deadline: float | None = None,
+        staging: Path | None = None,
+        log: Callable[[str], None] = print,
+    ):
+        if labels not in ("auto", "env", "labeler"):
+            raise ValueError("labels must be auto, env or labeler")
+        self.env, self.task, self.seed = env, task, seed
+        self.label_delay, self.labels = label_delay, labels
+        self.deadline = env.period if deadline is None else float(deadline)
+        self.staging = staging
+        self.log = log
+        self.misses_total = 0
+        self.inference_s: list[float] = []
+
+    def collect(self, expansion: PolicyExpansion, index: int) -> Episode:
+        env = self.env
+        seed = layout_seed(self.seed, index)
+        obs, _ = env.reset(options={"layout_seed": seed})
+        builder = EpisodeBuilder(
+            {
+                "task": self.task,
+                "layout_seed": int(env.layout_seed if env.layout_seed is not None else seed),
+                "control_hz": round(1.0 / env.period, 6),
+                "label_source": "simulated-operator",
+                "label_delay_steps": int(self.label_delay),
+                "env": "ros",
+            }
+        )
+        builder.start(obs)
+        state, counts, misses, sources = None, [0, 0], 0, set()
+        truncated = False
+        while not truncated:
+            start = time.perf_counter()
+            action, new_state, info = expansion.act(obs, state, not expansion.cfg.sample_actions)
+            elapsed = time.perf_counter() - start
+            self.inference_s.append(elapsed)
+            if elapsed > self.deadline:
+                # too late for this control tick: hold the arm, execute (and store) no motion
+                env.hold()
+                misses += 1
+                action = np.zeros_like(action)
+                new_state = {**new_state, "action": torch.zeros_like(new_state["action"])}
+                self.log(
+                    f"deadline miss: inference {1000 * elapsed:.0f} ms > "
+                    f"{1000 * self.deadline:.0f} ms, arm held (episode {index}, miss {misses})"
+                )
+            else:
+                counts[info["policy"]] += 1
+            state = new_state
+            obs, reward, _, truncated, step_info = env.step(action)
+            sources.add(step_info["labels_source"])
+            builder.add(action, reward, step_info["cost"], obs, oracle=(reward, step_info["cost"]))
+        episode = builder.finish()
+        self.misses_total += misses
+        episode.metadata.update(policy_counts=counts, deadline_misses=misses)
+        use_env = self.labels == "env" or (self.labels == "auto" and sources == {"sim"})
+        if use_env:
+            for field in ("reward", "cost"):
+                episode.steps[field] = delayed_labels(
+                    episode.steps[f"oracle_{field}"], self.label_delay
+                )
+        else:
+            episode = self._label_in_window(episode)
+        return episode
+
+    def _label_in_window(self, episode: Episode) -> Episode:
+        """The operator labels the episode in the labeler window (data_collection/labeler.py);
+        no ground truth exists on the real arm, so none is stored."""
+        from data_collection.labeler import LabelSession, run_labeler
+        from data_collection.teleop.window import CvWindow
+
+        for field in ("oracle_reward", "oracle_cost"):
+            episode.steps.pop(field, None)
+        for field in ("reward", "cost"):
+            episode.steps[field] = np.zeros_like(episode.steps[field])
+        episode.metadata.update(label_source="manual", label_delay_steps=0)
+        staging = self.staging or Path("labeling")
+        path = write_episode(episode, staging)
+        session = run_labeler(LabelSession([path]), CvWindow("fosp finetune: label the episode"))
+        labelled = read_episode(session.path)
+        path.unlink()
+        return labelled
+
+
+def finetune_ros(
+    checkpoint: str | Path,
+    out: str | Path,
+    episodes: int,
+    fcfg: FinetuneConfig,
+    dataset: str | Path | None = None,
+    task: str = "unseen-1",
+    namespace: str = "/fosp",
+    labels: str = "auto",
+    deadline: float | None = None,
+    stale_grace: float | None = None,
+    log: Callable[[str], None] = print,
+) -> Finetuner:
+    """The finetuning loop over ROS (arm_node of sim.launch / real.launch must be running)."""
+    from robot.ros_env import RosSafeReachEnv
+
+    tuner = Finetuner(checkpoint, out, task, fcfg, dataset, log=log)
+    env = RosSafeReachEnv(namespace, stale_grace=stale_grace)
+    collector = RosCollector(
+        env, task, tuner.fcfg.seed, tuner.fcfg.label_delay, labels, deadline,
+        Path(out) / "labeling", log,
+    )  # fmt: skip
+    try:
+        tuner.run(collector, episodes)
+    finally:
+        env.close()
+    times = np.asarray(collector.inference_s or [0.0]) * 1000
+    log(
+        f"inference: median {np.median(times):.1f} ms, max {times.max():.1f} ms, deadline "
+        f"{1000 * collector.deadline:.0f} ms, misses {collector.misses_total}"
+    )
+    return tuner
+
+
+def main() -> int:
+    """`rosrun fosp_robot policy_node` / deploy.launch: parameters from the private namespace."""
+    import rospy
+
+    from policy.train import set_threads
+    from robot.ros_env import ensure_node
+
+    ensure_node("policy_node")
+    set_threads()
+    p = lambda name, default=None: rospy.get_param(f"~{name}", default)  # noqa: E731
+    fcfg = FinetuneConfig(
+        strategy=p("strategy", "pex"),
+        init=p("init", "scratch"),
+        inv_temperature=float(p("inv_temperature", 10.0)),
+        updates_per_episode=int(p("updates_per_episode", 40)),
+        seed=int(p("seed", 0)),
+    )
+    deadline = float(p("deadline", 0.0)) or None
+    grace = float(p("stale_grace", 0.0)) or None
+    tuner = finetune_ros(
+        p("checkpoint"),
+        p("out"),
+        int(p("episodes", 40)),
+        fcfg,
+        p("dataset") or None,
+        task=p("task", "unseen-1"),
+        namespace=p("namespace", "/fosp"),
+        labels=p("labels", "auto"),
+        deadline=deadline,
+        stale_grace=grace,
+        log=rospy.loginfo,
+    )
+    s = tuner.summary()
+    rospy.loginfo(
+        f"policy_node done: {s['episodes']} episodes, {s['successes']} successes, "
+        f"{s['violations']} violations"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
