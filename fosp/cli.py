@@ -22,7 +22,15 @@ def build_parser() -> argparse.ArgumentParser:
     policy_cli.register(sub)
     demo = sub.add_parser("demo", help="the end-to-end job of `make demo`")
     demo.add_argument("--out", default="out/demo", help="output folder")
-    demo.add_argument("--episodes", type=int, default=200)
+    demo.add_argument("--episodes", type=int, default=200, help="paper-mix dataset size")
+    demo.add_argument("--dataset", help="reuse this dataset folder (skips collection)")
+    demo.add_argument("--checkpoint", help="reuse this pretrained run (skips pretraining)")
+    demo.add_argument("--pretrain-steps", type=int, default=1000, help="small preset steps")
+    demo.add_argument("--task", default="unseen-1", help="unseen task to finetune on")
+    demo.add_argument("--tests", type=int, default=20, help="test episodes before / after")
+    demo.add_argument("--finetune-episodes", type=int, default=10)
+    demo.add_argument("--updates-per-episode", type=int, default=20)
+    demo.add_argument("--seed", type=int, default=10_000, help="first test episode's seed")
     demo.set_defaults(func=_demo)
     return parser
 
