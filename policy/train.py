@@ -74,8 +74,8 @@ def train(
         if saved.architecture() != cfg.architecture():
             diff = ckpt._first_difference(saved.architecture(), cfg.architecture())
             raise ckpt.CheckpointError(
-                f"--resume: {out} was trained with preset {saved.preset!r}, "
-                f"not {cfg.preset!r} ({diff})"
+                f"--resume: {out} was trained with another config (its preset "
+                f"{saved.preset!r}, asked {cfg.preset!r}; {diff})"
             )
         cfg = saved
     elif has_ckpt:

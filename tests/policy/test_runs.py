@@ -71,7 +71,10 @@ def test_exact_resume_and_atomic_checkpoints(dataset_dir, tmp_path):
     # a checkpoint from another config is refused with the difference named
     with pytest.raises(ckpt.CheckpointError, match="another config"):
         ckpt.load(tmp_path / "split", resolve("small"))
-    with pytest.raises(ckpt.CheckpointError, match="preset 'tiny', not 'small'"):
+    with pytest.raises(
+        ckpt.CheckpointError,
+        match="another config \\(its preset 'tiny', asked 'small'; agent.horizon",
+    ):
         train(dataset_dir, tmp_path / "split", resolve("small"), 6, resume=True, progress=False)
 
 
