@@ -170,46 +170,7 @@ class SafeReachSim:
             raise ValueError(f"action must be 6 finite numbers, got {action!r}")
         delta = self.limits.action_to_delta(action)
         proposed = self.limits.apply_delta(self.commanded_pose, delta)
-        start = self.commanded_pose
-        self.commanded_pose = self.limits.clip_pose(proposed, reference=self.tcp_pose())
-        # The equilibrium moves smoothly from `start` to the new command over the control period
-        # with a matching velocity feed-forward, so steady motion is tracked without lag.
-        ticks = self.config.substeps // self.config.controller_every
-        period = ticks * self.config.controller_every * self.config.physics_dt
-        step_pos = self.commanded_pose[:3] - start[:3]
-        step_rot = matrix_to_rotvec(
-            rotvec_to_matrix(self.commanded_pose[3:]) @ rotvec_to_matrix(start[3:]).T
-        )
-        velocity = np.concatenate([step_pos, step_rot]) / period
-        start_rot = rotvec_to_matrix(start[3:])
-
-        touched_target = False
-        touched = np.zeros(self.n_obstacles, dtype=bool)
-        disturbed = self._disturbed.copy()
-        for k in range(ticks):
-            alpha = (k + 1) / ticks
-            equilibrium_pos = start[:3] + alpha * step_pos
-            equilibrium_rot = rotvec_to_matrix(alpha * step_rot) @ start_rot @ HOME_ROTATION
-            self._control_tick(equilibrium_pos, equilibrium_rot, velocity)
-            hit_target, hit_obstacles, knocks = self._contacts()
-            touched_target |= hit_target
-            touched |= hit_obstacles
-            disturbed |= hit_obstacles
-            for a, b in knocks:  # a disturbed obstacle passes it on to the one it hits
-                if disturbed[a] or disturbed[b]:
-                    disturbed[a] = disturbed[b] = True
-        lin, ang = self.obstacle_speeds()
-        at_rest = (lin < self.config.rest_linear_speed) & (ang < self.config.rest_angular_speed)
-        self._disturbed = disturbed & ~at_rest
-        self.touched_by_robot |= touched
-        self.disturbed_by_robot |= disturbed
-        return StepLabels(
-            reward=float(touched_target),
-            cost=float(disturbed.any()),
-            touched_target=touched_target,
-            touched_obstacles=touched,
-            disturbed_obstacles=disturbed,
-        )
+        return self.step_to(self.limits.clip_pose(proposed, reference=self.tcp_pose()))
 
     # ----------------------------------------------------------------- control
     def _control_tick(
@@ -298,18 +259,18 @@ class SafeReachSim:
         _close_renderers(self._renderers)
 
     # ----------------------------------------------------------------- external command
-    # Added for the ROS sim backend (robot.backends.sim): the safety filter computes the pose,
-    # the world only tracks it. step() above is unchanged.
+    # step() clips an action here; the ROS sim backend (robot.backends.sim) calls step_to with
+    # the pose its safety filter computed.
     def step_to(self, pose: np.ndarray) -> StepLabels:
-        """One control step towards an already filtered equilibrium `pose` [xyz, rotvec]: the
-        same smooth equilibrium motion, physics and labels as step(), without the clipping (the
-        caller's safety filter did it). step_to(p) with p = what step(a) would command gives the
-        same result as step(a)."""
+        """One control step towards an already clipped equilibrium `pose` [xyz, rotvec]:
+        smooth equilibrium motion, physics and the step's ground-truth labels."""
         pose = np.asarray(pose, dtype=np.float64)
         if pose.shape != (6,) or not np.all(np.isfinite(pose)):
             raise ValueError(f"pose must be 6 finite numbers, got {pose!r}")
         start = self.commanded_pose
         self.commanded_pose = pose.copy()
+        # The equilibrium moves smoothly from `start` to the new command over the control period
+        # with a matching velocity feed-forward, so steady motion is tracked without lag.
         ticks = self.config.substeps // self.config.controller_every
         period = ticks * self.config.controller_every * self.config.physics_dt
         step_pos = self.commanded_pose[:3] - start[:3]
