@@ -20,9 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,36 +29,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group of the PID we started
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=5)
-
-
-def start(argv: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        argv,
-        stdout=open(log, "wb"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-        start_new_session=True,
-    )
 
 
 def wait_service(name: str, timeout: float) -> None:
@@ -186,27 +153,13 @@ def main() -> int:
     if max(args.rates) > 250:
         parser.error("the simulator's controller runs at 250 Hz: rates above it hold no physics")
 
-    tmp = Path(tempfile.mkdtemp(prefix="ros_loop_"))
-    port = free_port()
-    os.environ.update(
-        ROS_MASTER_URI=f"http://127.0.0.1:{port}",
-        ROS_HOSTNAME="127.0.0.1",
-        ROS_HOME=str(tmp / "home"),
-        ROS_LOG_DIR=str(tmp / "log"),
-        ROS_PACKAGE_PATH=str(REPO),
-        PYTHONUNBUFFERED="1",
-    )
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    core = start(["roscore", "-p", str(port)], tmp / "roscore.log")
-    launch = None
-    try:
-        import rosgraph
+    from robot.ros_processes import RosProcesses, free_port, private_ros_env
 
-        deadline = time.monotonic() + 30
-        while not rosgraph.is_master_online():
-            if time.monotonic() > deadline:
-                raise TimeoutError("roscore did not start")
-            time.sleep(0.1)
+    tmp = Path(tempfile.mkdtemp(prefix="ros_loop_"))
+    os.environ.update(private_ros_env(tmp, free_port()))
+    procs = RosProcesses(dict(os.environ), tmp)
+    procs.start_master()
+    try:
         from robot.ros_env import RosSafeReachEnv, ensure_node
 
         ensure_node("ros_loop_bench")
@@ -214,9 +167,9 @@ def main() -> int:
         rows = []
         safety = None
         for rate in sorted(set([10.0] + args.rates)):
-            launch = start(
+            launch = procs.start(
+                f"launch_{rate:g}",
                 ["roslaunch", "fosp_robot", "sim.launch", f"control_hz:={rate}", "seed:=0"],
-                tmp / f"launch_{rate:g}.log",
             )
             wait_service("/fosp/reset", 60)
             env = RosSafeReachEnv("/fosp", control_hz=rate)
@@ -235,15 +188,12 @@ def main() -> int:
                 flush=True,
             )
             env.close()
-            stop(launch)
-            launch = None
+            procs.stop(launch)
     finally:
-        if launch is not None:
-            stop(launch)
         import rospy
 
         rospy.signal_shutdown("benchmark done")
-        stop(core)
+        procs.stop_all()
 
     cam = camera_preprocessing()
     print("\nROS control loop, sim backend (sim.launch), action published -> fresh observation")

@@ -16,10 +16,11 @@ import time
 
 import numpy as np
 import pytest
-from conftest import HERE, REPO, free_port, stop_process
+from conftest import HERE, REPO
 
 from data_collection.dataset import Dataset
 from data_collection.scripted import delayed_labels
+from robot.ros_processes import RosProcesses, free_port, private_ros_env
 
 CHILD = """
 import sys
@@ -43,47 +44,23 @@ def ros_robot(tmp_path_factory):
     import rosgraph
 
     tmp = tmp_path_factory.mktemp("ros_collect")
-    port = free_port()
-    env = {
-        **os.environ,
-        "ROS_MASTER_URI": f"http://127.0.0.1:{port}",
-        "ROS_HOSTNAME": "127.0.0.1",
-        "ROS_HOME": str(tmp / "home"),
-        "ROS_LOG_DIR": str(tmp / "log"),
-        "ROS_PACKAGE_PATH": str(REPO),
-        "PYTHONUNBUFFERED": "1",
-        "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
-    }
-    env.pop("ROS_IP", None)
-    procs = []
-
-    def start(name, argv):
-        log = open(tmp / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
-        proc = subprocess.Popen(
-            argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        procs.append((proc, log))
-        return proc
-
+    env = private_ros_env(tmp, free_port())
+    procs = RosProcesses(env, tmp)
     try:
-        core = start("roscore", ["roscore", "-p", str(port)])
-        deadline = time.monotonic() + 30
-        while not rosgraph.is_master_online(env["ROS_MASTER_URI"]):
-            assert core.poll() is None and time.monotonic() < deadline, "roscore did not start"
-            time.sleep(0.1)
-        launch = start("collect_launch", ["roslaunch", "fosp_robot", "collect.launch", "seed:=3"])
+        procs.start_master()
+        launch = procs.start(
+            "collect_launch", ["roslaunch", "fosp_robot", "collect.launch", "seed:=3"]
+        )
         master = rosgraph.Master("/fosp_collect_test", master_uri=env["ROS_MASTER_URI"])
         deadline = time.monotonic() + 60
         while "/fosp/reset" not in {s for s, _ in master.getSystemState()[2]}:
             if launch.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((tmp / "collect_launch.log").read_text()[-3000:])
+                raise AssertionError(procs.log(launch))
             time.sleep(0.2)
         assert master.getParam("/fosp/arm_node/task") == "train"
         yield env, tmp
     finally:
-        for proc, log in reversed(procs):
-            stop_process(proc)
-            log.close()
+        procs.stop_all()
 
 
 def test_collect_over_ros(ros_robot, tmp_path):

@@ -16,13 +16,14 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import HERE, REPO, stop_process
+from conftest import HERE, REPO
 from scripted_ui import Plan, ScriptedUI
 
 from data_collection.dataset import Dataset
 from data_collection.episode import read_episode
 from data_collection.scripted import delayed_labels
 from data_collection.teleop.base import FakeClock
+from robot.ros_processes import stop as stop_process
 
 DELAY = 2
 

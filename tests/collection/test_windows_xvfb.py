@@ -11,12 +11,13 @@ import time
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, stop_process
+from conftest import REPO
 from factories import make_episode
 from xhelpers import count_color, find_window, locate, press, screenshot, start_xvfb
 
 from data_collection.dataset import Dataset
 from data_collection.episode import read_episode, write_episode
+from robot.ros_processes import stop as stop_process
 
 RED, CYAN, DARK = (230, 40, 40), (0, 200, 220), (40, 40, 40)  # RGB of draw.RED/CYAN/DARK
 
