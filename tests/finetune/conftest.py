@@ -1,17 +1,13 @@
 """A small paper-mix dataset and a tiny pretrained run, made once per session, and a roscore of
-our own on a free port for the ROS test (the pattern of tests/ros/conftest.py: its helpers are
-reused, every process is stopped by the PID we started)."""
+our own on a free port for the ROS test (robot/ros_processes.py: own ROS_HOME, every process
+stopped by the PID we started)."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import time
 
 import pytest
 import torch
 
-from tests.ros.conftest import REPO, free_port, stop
+from robot.ros_processes import RosProcesses, free_port, private_ros_env
 
 # one thread: the suite shares 2 cores with other jobs (tests/policy/conftest.py measured why)
 torch.set_num_threads(1)
@@ -38,53 +34,18 @@ def pretrained(tmp_path_factory, offline_data):
     return run
 
 
-class Roscore:
-    """roscore on a free port; `start` runs more processes in its environment (own session, so
-    `stop` can end each process group by the PID we started). The test process never joins it:
-    rospy allows one master per process and tests/ros keeps its own for the whole session."""
+class Roscore(RosProcesses):
+    """The test process never joins this master: rospy allows one master per process and
+    tests/ros keeps its own for the whole session; everything runs in child processes."""
 
     def __init__(self, tmp):
-        import rosgraph
+        env = private_ros_env(tmp, free_port())
+        env["FOSP_THREADS"] = "1"
+        super().__init__(env, tmp)
+        self.start_master()
 
-        self.tmp = tmp
-        port = free_port()
-        self.env = {
-            **os.environ,
-            "ROS_MASTER_URI": f"http://127.0.0.1:{port}",
-            "ROS_HOSTNAME": "127.0.0.1",
-            "ROS_HOME": str(tmp / "home"),
-            "ROS_LOG_DIR": str(tmp / "log"),
-            "ROS_PACKAGE_PATH": str(REPO),
-            "PYTHONUNBUFFERED": "1",
-            "FOSP_THREADS": "1",
-            "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
-        }
-        self.env.pop("ROS_IP", None)
-        self.procs: list[subprocess.Popen] = []
-        core = self.start("roscore", ["roscore", "-p", str(port)])
-        deadline = time.monotonic() + 30
-        while not rosgraph.is_master_online(self.env["ROS_MASTER_URI"]):
-            if core.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError("roscore did not start:\n" + self.log("roscore"))
-            time.sleep(0.1)
-
-    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
-        proc = subprocess.Popen(
-            argv, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-        self.procs.append(proc)
-        return proc
-
-    def log(self, name: str) -> str:
-        return (self.tmp / f"{name}.log").read_text(errors="replace")[-4000:]
-
-    def close(self) -> None:
-        for proc in reversed(self.procs):
-            stop(proc)
-        self.procs.clear()
+    def log_of(self, name: str) -> str:
+        return (self.logdir / f"{name}.log").read_text(errors="replace")[-4000:]
 
 
 @pytest.fixture(scope="module")
@@ -93,4 +54,4 @@ def roscore(tmp_path_factory):
     try:
         yield core
     finally:
-        core.close()
+        core.stop_all()

@@ -32,9 +32,9 @@ def deploy(roscore, name, pretrained, offline_data, out, episodes, **extra):
     proc = roscore.start(name, argv)
     deadline = time.monotonic() + 240
     while proc.poll() is None:  # policy_node is required: the launch ends when it is done
-        assert time.monotonic() < deadline, roscore.log(name)
+        assert time.monotonic() < deadline, roscore.log_of(name)
         time.sleep(0.5)
-    return roscore.log(name)
+    return roscore.log_of(name)
 
 
 def test_policy_node_finetunes_full_episodes_over_ros(roscore, pretrained, offline_data, tmp_path):
