@@ -56,13 +56,17 @@ def policy_step(expansion: PolicyExpansion, deterministic: bool = False):
     """A `run_episode`-style policy callable plus the per-episode count of who acted."""
     state: dict | None = None
     counts = [0, 0]
+    p_offline: list[float] = []  # eq. 21's probability of the offline proposal, per step
 
     def act(obs: dict) -> np.ndarray:
         nonlocal state
         action, state, info = expansion.act(obs, state, deterministic)
         counts[info["policy"]] += 1
+        if "probs" in info:
+            p_offline.append(float(info["probs"][0]))
         return action
 
+    act.p_offline = p_offline  # type: ignore[attr-defined]
     return act, counts
 
 
@@ -84,6 +88,8 @@ class SimCollector:
             self.env, lambda env: act, layout_seed(self.seed, index), {}, self.label_delay
         )
         episode.metadata["policy_counts"] = list(counts)
+        if act.p_offline:
+            episode.metadata["p_offline_mean"] = float(np.mean(act.p_offline))
         return episode
 
     def close(self) -> None:
@@ -96,6 +102,7 @@ class EpisodeReport:
     file: str
     steps_offline: int
     steps_online: int
+    p_offline: float  # mean eq. 21 probability of the offline proposal (nan: direct)
     success: bool
     violation: bool
     sr_so_far: float
@@ -110,7 +117,8 @@ class EpisodeReport:
         n = self.steps_offline + self.steps_online
         return (
             f"ep {self.index:3d}: offline {self.steps_offline:2d}/{n} new {self.steps_online:2d}/"
-            f"{n}  {'S' if self.success else '-'}{'V' if self.violation else '-'}  "
+            f"{n} (P_off {self.p_offline:.2f})  "
+            f"{'S' if self.success else '-'}{'V' if self.violation else '-'}  "
             f"SR {100 * self.sr_so_far:5.1f} % CV {100 * self.cv_so_far:5.1f} %  "
             f"wm {self.losses.get('wm/loss', float('nan')):.3g} "
             f"actor {self.losses.get('actor/loss', float('nan')):.3g}  "
@@ -228,6 +236,7 @@ class Finetuner:
             file=path.name,
             steps_offline=int(counts[0]),
             steps_online=int(counts[ONLINE]),
+            p_offline=float(episode.metadata.get("p_offline_mean", float("nan"))),
             success=success,
             violation=violation,
             sr_so_far=sum(s for s, _ in self.outcomes) / max(1, n),

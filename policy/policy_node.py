@@ -72,6 +72,7 @@ class RosCollector:
         )
         builder.start(obs)
         state, counts, misses, sources = None, [0, 0], 0, set()
+        p_offline: list[float] = []
         truncated = False
         while not truncated:
             start = time.perf_counter()
@@ -90,6 +91,8 @@ class RosCollector:
                 )
             else:
                 counts[info["policy"]] += 1
+                if "probs" in info:
+                    p_offline.append(float(info["probs"][0]))
             state = new_state
             obs, reward, _, truncated, step_info = env.step(action)
             sources.add(step_info["labels_source"])
@@ -97,6 +100,8 @@ class RosCollector:
         episode = builder.finish()
         self.misses_total += misses
         episode.metadata.update(policy_counts=counts, deadline_misses=misses)
+        if p_offline:
+            episode.metadata["p_offline_mean"] = float(np.mean(p_offline))
         use_env = self.labels == "env" or (self.labels == "auto" and sources == {"sim"})
         if use_env:
             for field in ("reward", "cost"):
