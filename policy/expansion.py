@@ -93,8 +93,8 @@ class PolicyExpansion:
                 agent.actor = fresh.to(agent.device)
             # psi' is a new policy: its own optimiser state (the offline Adam moments belong to
             # psi, which no longer learns)
-            agent.opts["actor"] = _adam(agent.actor.parameters(), agent.cfg.optim.lr_actor_critic,
-                                        agent.cfg.optim)  # fmt: skip
+            optim = agent.cfg.optim
+            agent.opts["actor"] = _adam(agent.actor.parameters(), optim.lr_actor_critic, optim)
 
     # ------------------------------------------------------------------ acting
 
