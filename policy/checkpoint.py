@@ -20,6 +20,7 @@ from policy.config import Config
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
+DATASET_JSON = "dataset.json"
 FORMAT = 1
 
 
@@ -46,6 +47,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def write_config(run: str | Path, cfg: Config) -> None:
     text = json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n"
     atomic_write_bytes(Path(run) / CONFIG, text.encode())
+
+
+def write_trained_on(run: str | Path, dataset: str | Path) -> None:
+    """Record the dataset a run was trained on, so finetuning can default to it."""
+    payload = {"dataset": str(Path(dataset).resolve())}
+    atomic_write_bytes(Path(run) / DATASET_JSON, (json.dumps(payload) + "\n").encode())
+
+
+def trained_on(run: str | Path) -> str | None:
+    """The dataset folder `fosp train` recorded for this run (None for older runs)."""
+    try:
+        return json.loads((Path(run) / DATASET_JSON).read_text())["dataset"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def read_config(run: str | Path) -> Config:

@@ -42,7 +42,7 @@ def register(sub) -> None:
     t3.add_argument("--seeds", type=int, default=3)
     t3.add_argument("--strategies", default="pex", help="pex,direct")
     t3.add_argument("--updates-per-episode", type=int, default=40)
-    t3.add_argument("--dataset", help="offline dataset the run was trained on (table3)")
+    t3.add_argument("--dataset", help="offline dataset (default: the one the run was trained on)")
     t3.add_argument("--out", default="out/table3", help="table3 output folder")
     ev.set_defaults(func=_eval)
 
@@ -52,7 +52,7 @@ def register(sub) -> None:
     ft.add_argument("--env", choices=["sim", "ros"], default="sim")
     ft.add_argument("--task", default="unseen-1", help="sim task (--env sim)")
     ft.add_argument("--checkpoint", required=True, help="pretrained run folder")
-    ft.add_argument("--dataset", help="offline dataset the run was trained on (new runs)")
+    ft.add_argument("--dataset", help="offline dataset (default: the one the run was trained on)")
     ft.add_argument("--episodes", type=int, default=40, help="online episodes in total")
     ft.add_argument("--updates-per-episode", type=int, default=40, help="K gradient steps")
     ft.add_argument("--out", required=True, help="finetune run folder (resumes if it exists)")

@@ -164,8 +164,11 @@ class Finetuner:
             fcfg = FinetuneConfig(**meta["finetune"])
             dataset = dataset or meta["dataset"]
             run = meta["source"]
+        dataset = dataset or ckpt.trained_on(run)
         if dataset is None:
-            raise ValueError("--dataset is required: the offline dataset the run was trained on")
+            raise ValueError(
+                f"--dataset is required: {run} does not record the dataset it was trained on"
+            )
         self.fcfg = fcfg
         self.cfg = ckpt.read_config(run)
         dev = pick_device(device if device != "auto" else self.cfg.train.device)

@@ -238,12 +238,16 @@ def table3_cli(args, run: Path) -> int:
     """`fosp eval table3 ...` (arguments from policy/cli.py)."""
     import sys
 
-    from policy.checkpoint import CheckpointError
+    from policy.checkpoint import CheckpointError, trained_on
     from policy.replay import ReplayError
 
+    args.dataset = args.dataset or trained_on(run)
     if not args.dataset:
-        print("fosp eval table3: error: --dataset (the offline dataset) is required",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"fosp eval table3: error: --dataset is required: {run} does not record the "
+            "dataset it was trained on",
+            file=sys.stderr,
+        )
         return 2
     strategies = tuple(s for s in args.strategies.split(",") if s)
     try:

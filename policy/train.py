@@ -92,6 +92,7 @@ def train(
         ckpt.set_rng_state(state["rng"])
     out.mkdir(parents=True, exist_ok=True)
     ckpt.write_config(out, cfg)
+    ckpt.write_trained_on(out, dataset)
 
     writer = None
     if tensorboard:

@@ -63,9 +63,13 @@ def test_resume_after_a_crash_loses_and_duplicates_nothing(pretrained, offline_d
 
 
 def test_cli_finetune_and_table3(pretrained, offline_data, tmp_path, capsys):
+    from policy.checkpoint import trained_on
+
+    # `fosp train` recorded its dataset: finetune and table3 default to it (no --dataset)
+    assert trained_on(pretrained) == str(offline_data.resolve())
     out = tmp_path / "cli"
     args = ["finetune", "--env", "sim", "--task", "unseen-3", "--checkpoint", str(pretrained)]
-    args += ["--dataset", str(offline_data), "--episodes", "1", "--updates-per-episode", "1"]
+    args += ["--episodes", "1", "--updates-per-episode", "1"]
     assert main([*args, "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "ep   0: offline" in text and "lambda" in text and "finetuned 1 episodes" in text
@@ -74,7 +78,7 @@ def test_cli_finetune_and_table3(pretrained, offline_data, tmp_path, capsys):
 
     t3 = tmp_path / "t3"
     code = main(
-        ["eval", "table3", "--checkpoint", str(pretrained), "--dataset", str(offline_data),
+        ["eval", "table3", "--checkpoint", str(pretrained),
          "--tasks", "unseen-1", "--tests", "1", "--finetune-episodes", "1", "--seeds", "1",
          "--strategies", "pex,direct", "--updates-per-episode", "1", "--out", str(t3)]
     )  # fmt: skip
