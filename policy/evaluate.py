@@ -23,14 +23,12 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-@dataclass
-class EvalResult:
-    task: str
+class Rates:
+    """SR and CV of a record with `episodes`, `successes` and `violations` counts."""
+
     episodes: int
     successes: int
     violations: int
-    mean_return: float
-    mean_cost: float
 
     @property
     def sr(self) -> float:
@@ -39,6 +37,16 @@ class EvalResult:
     @property
     def cv(self) -> float:
         return self.violations / max(1, self.episodes)
+
+
+@dataclass
+class EvalResult(Rates):
+    task: str
+    episodes: int
+    successes: int
+    violations: int
+    mean_return: float
+    mean_cost: float
 
     def to_dict(self) -> dict:
         lo, hi = wilson(self.successes, self.episodes)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from policy.config import FinetuneConfig
-from policy.evaluate import EvalResult, evaluate, wilson
+from policy.evaluate import EvalResult, Rates, evaluate, wilson
 from policy.expansion import PolicyExpansion
 
 PHASES = ("before", "during", "after")
@@ -42,7 +42,7 @@ class ExpansionPolicy:
 
 
 @dataclass
-class Row:
+class Row(Rates):
     strategy: str
     task: str
     seed: int
@@ -51,14 +51,6 @@ class Row:
     successes: int
     violations: int
     wall_s: float
-
-    @property
-    def sr(self) -> float:
-        return self.successes / max(1, self.episodes)
-
-    @property
-    def cv(self) -> float:
-        return self.violations / max(1, self.episodes)
 
 
 def interval(values: list[float], counts: tuple[int, int] | None = None) -> tuple[float, float]:
