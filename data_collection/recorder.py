@@ -10,6 +10,15 @@ Nothing touches the dataset folder until an episode is kept, and then only throu
 `Dataset.add` (temporary name + fsync + rename), so Esc, Ctrl-C, a dropped SpaceMouse, a stale
 ROS observation or a crash lose at most the episode in progress and never damage a saved one.
 
+The operator's stop wins (over ROS): an e-stop, a hold asked for by someone else, or a reflex
+during a recording ends it at once. The take is stored marked (`status: "aborted"`,
+`interrupted: "estop" | "hold" | "reflex"`) in `<out>/interrupted/`, which is not part of the
+dataset (nothing trains on it unless the operator moves it there), and the window says so and
+waits for the operator's release: key `y` (RELEASE_KEYS) calls the arm's release_estop service,
+as `rosservice call /fosp/release_estop` from a terminal does; q/Esc stops the session. Then the
+same layout is recorded again. The collector never releases by itself, and a reset refused
+while the e-stop is latched waits for the release the same way.
+
 Labels (source "manual"): each row gets the operator's label state when its observation arrives
 (data_collection.teleop.labels). When the environment knows the truth (the simulator, in-process
 or over ROS) it is stored beside the labels as oracle_reward / oracle_cost, so label quality can
@@ -55,6 +64,10 @@ REVIEW_HELP = (
     "k/Enter: keep   d: discard   r/Backspace: re-record",
     "q/Esc: quit (this one not saved)   <- ->: scrub",
 )
+# stopped phase (the arm was e-stopped, held or hit a reflex): the operator's explicit release
+RELEASE_KEYS = ("y",)
+STOPPED_HELP = "y: release the stop (after checking the arm)   q/Esc: quit"
+INTERRUPTED_DIR = "interrupted"  # <out>/interrupted: stopped takes, not part of the dataset
 SCALE = 6  # 64 px observation -> 384 px on screen
 MAX_STALE = 3  # recordings in a row lost to stale observations before the session stops
 WIDTH, HEIGHT = 720, 500
@@ -76,7 +89,7 @@ class CollectConfig:
 class View:
     """What the operator window shows (and what a scripted operator gets to see)."""
 
-    phase: str  # "countdown" | "record" | "review" | "message"
+    phase: str  # "countdown" | "record" | "review" | "stopped" (waiting for the release)
     episode: int  # 1-based slot being recorded
     kept: int
     target: int
@@ -172,14 +185,21 @@ class Recorder:
     # ------------------------------------------------------------------ one recording
     def record(self, layout_seed: int, slot: int, kept: int) -> Episode:
         cfg = self.config
-        obs, info = self.env.reset(options={"layout_seed": layout_seed})
-        self.teleop.reset()
-        self.teleop.events()  # presses from before the episode belong to no row
-        self.labels.reset()
         base = View(
             "countdown", slot, kept, cfg.episodes, steps=self.steps, teleop=self.teleop.name
         )
         base.layout_seed = layout_seed
+        try:
+            obs, info = self.env.reset(options={"layout_seed": layout_seed})
+        except Exception as err:
+            if type(err).__name__ != "ArmStopped":  # robot.ros_env: reset refused (e-stop)
+                raise
+            self.log(str(err))
+            self._wait_for_release(float(getattr(err, "stamp", 0.0)), "e-stop latched", base)
+            raise _Abort("rerecord") from err
+        self.teleop.reset()
+        self.teleop.events()  # presses from before the episode belong to no row
+        self.labels.reset()
         self._countdown(base, obs)
 
         builder = EpisodeBuilder(self._metadata(layout_seed))
@@ -232,9 +252,11 @@ class Recorder:
             costs.append(label_c)
             truth_r.append(truth[0] if truth else 0.0)
             truth_c.append(truth[1] if truth else 0.0)
-            if info.get("estopped"):
-                self.log("e-stop during the episode: dropped (reset the e-stop, then go on)")
-                raise _Abort("discard")
+            stop = info.get("interrupted") or ("estop" if info.get("estopped") else "")
+            if stop:
+                self._store_interrupted(builder, stop, i + 1)
+                self._wait_for_release(float(info.get("stop_stamp", 0.0)), stop, base)
+                raise _Abort("rerecord")  # the same layout again
             if terminated or truncated:
                 break
         episode = builder.finish()
@@ -245,6 +267,36 @@ class Recorder:
             episode.metadata["oracle_missing_steps"] = sum(t is None for t in truth_seen)
         self._stale = 0
         return episode
+
+    def _store_interrupted(self, builder: EpisodeBuilder, why: str, step: int) -> None:
+        """The stopped take, marked, beside the dataset (never in it)."""
+        episode = builder.finish(status="aborted")
+        episode.metadata.update(
+            interrupted=why, interrupted_at_step=step, label_events=self.labels.log
+        )
+        path = Dataset(self.dataset.root / INTERRUPTED_DIR).add(episode)
+        self.log(
+            f"{why} during the recording (step {step}): stopped; stored as interrupted in "
+            f"{path} (not part of the dataset)"
+        )
+
+    def _wait_for_release(self, stamp: float, why: str, base: View) -> None:
+        """Show the stop and wait for the operator's release (key y here, or the service from a
+        terminal); q/Esc quits. Never releases by itself."""
+        env = self.env
+        message = f"ARM STOPPED ({why}). {STOPPED_HELP}"
+        self.log(f"arm stopped ({why}): waiting for the operator's release ({STOPPED_HELP})")
+        while not env.released_since(stamp):
+            view = dataclasses.replace(base, phase="stopped", message=message)
+            self.ui.show(render_record(view), view)
+            for key in self.ui.keys(0.1):
+                if key in RELEASE_KEYS:
+                    ok, text = env.release_estop()
+                    self.log(f"release: {text}")
+                    message = text if not ok else message
+                elif key in ("q", "esc"):
+                    raise _Abort("quit")
+        self.log("released by the operator: recording this layout again")
 
     def _countdown(self, base: View, obs) -> None:
         end = self.clock.now() + self.config.countdown_s

@@ -6,6 +6,15 @@ than the control deadline, the arm is asked to hold (`env.hold()`), a zero actio
 sent and stored instead, the world model is told the arm did not move, and the miss is counted
 (episode metadata "deadline_misses", the per-episode log line and rospy's log).
 
+The operator's stop wins: when the arm is e-stopped, held by someone else (the hold service) or
+stops on a reflex during an episode, the episode ends there. It is stored marked
+(`status: "aborted"`, `interrupted: "estop" | "hold" | "reflex"`) under RUN2/interrupted/, never in
+RUN2/online/, so it is never trained on (an operator may label it and put it in a dataset of
+their own), and the node waits, saying so every 30 s, until an operator releases the arm
+(`rosservice call /fosp/release_estop`); then the same episode index (same layout) is recorded
+again. Nothing here releases by itself. A stale observation (StaleObservationError) drops the
+take and records that episode again; more than MAX_STALE in a row end the run with one line.
+
 Labels: over sim.launch the arm node publishes the simulator's ground truth; the simulated
 operator (that truth delayed `label_delay` steps, as in data_collection/scripted.py) labels the
 episode and the truth is stored beside. On the real arm (no labels on the topic) the operator
@@ -25,11 +34,35 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data_collection.dataset import Dataset
 from data_collection.episode import Episode, EpisodeBuilder, read_episode, write_episode
 from data_collection.scripted import delayed_labels
+from fosp.errors import UserError
 from policy.config import FinetuneConfig
 from policy.expansion import PolicyExpansion
 from policy.finetune import Finetuner, layout_seed
+
+INTERRUPTED_DIR = "interrupted"  # RUN2/interrupted: stopped episodes, kept out of training
+MAX_STALE = 3  # takes in a row lost to stale observations before the run stops
+
+
+class RosRunError(UserError, ValueError):
+    """The ROS side is missing or keeps failing: one line for the operator."""
+
+
+def check_master() -> str:
+    """The ROS master's URI; RosRunError at once when none answers (rospy would wait forever)."""
+    import os
+
+    import rosgraph
+
+    uri = os.environ.get("ROS_MASTER_URI", "http://localhost:11311")
+    if not rosgraph.is_master_online(uri):
+        raise RosRunError(
+            f"no ROS master at {uri}: start the robot side first (`roslaunch fosp_robot "
+            "sim.launch`, or real.launch on the arm; docs/ros.md)"
+        )
+    return uri
 
 
 class RosCollector:
@@ -45,6 +78,7 @@ class RosCollector:
         deadline: float | None = None,
         staging: Path | None = None,
         log: Callable[[str], None] = print,
+        interrupted: Path | None = None,
     ):
         if labels not in ("auto", "env", "labeler"):
             raise ValueError("labels must be auto, env or labeler")
@@ -55,8 +89,43 @@ class RosCollector:
         self.log = log
         self.misses_total = 0
         self.inference_s: list[float] = []
+        self.interrupted = Dataset(interrupted or Path(INTERRUPTED_DIR))
+        self.stopped: list[Path] = []  # interrupted episodes stored in this run
+        self._stale = 0
 
     def collect(self, expansion: PolicyExpansion, index: int) -> Episode:
+        """One complete episode; stopped and stale takes are recorded again (same layout)."""
+        from robot.ros_env import ArmStopped, StaleObservationError
+
+        while True:
+            try:
+                episode, stop = self._take(expansion, index)
+            except ArmStopped as err:  # reset refused (e-stop latched) or interrupted
+                self.env.wait_for_release(err.stamp, str(err), self.log)
+                continue
+            except StaleObservationError as err:
+                self._stale += 1
+                if self._stale > MAX_STALE:
+                    raise RosRunError(
+                        f"{self._stale} takes in a row lost to stale observations; last: {err}"
+                    ) from err
+                self.log(f"{err}\nepisode {index} dropped; recording it again (same layout)")
+                continue
+            self._stale = 0
+            if not stop:
+                return episode
+            kind, stamp = stop
+            path = self.interrupted.add(episode)
+            self.stopped.append(path)
+            self.log(
+                f"{kind} during episode {index} (step {episode.metadata['interrupted_at_step']}"
+                f"): stopped, stored as interrupted in {path} (not trained on)"
+            )
+            self.env.wait_for_release(stamp, f"{kind} during episode {index}", self.log)
+
+    def _take(self, expansion: PolicyExpansion, index: int) -> tuple[Episode, tuple | None]:
+        """One recording; (episode, None) when complete, (marked episode, (kind, stamp)) when
+        the operator's stop ended it."""
         env = self.env
         seed = layout_seed(self.seed, index)
         obs, _ = env.reset(options={"layout_seed": seed})
@@ -74,6 +143,7 @@ class RosCollector:
         state, counts, misses, sources = None, [0, 0], 0, set()
         p_offline: list[float] = []
         truncated = False
+        stop = None
         while not truncated:
             start = time.perf_counter()
             action, new_state, info = expansion.act(obs, state, not expansion.cfg.sample_actions)
@@ -97,6 +167,21 @@ class RosCollector:
             obs, reward, _, truncated, step_info = env.step(action)
             sources.add(step_info["labels_source"])
             builder.add(action, reward, step_info["cost"], obs, oracle=(reward, step_info["cost"]))
+            if step_info.get("interrupted"):
+                stop = (step_info["interrupted"], step_info["stop_stamp"])
+                break
+        if stop:
+            episode = builder.finish(status="aborted")
+            if sources != {"sim"}:  # the real arm: zeros, not a truth
+                for field in ("oracle_reward", "oracle_cost"):
+                    episode.steps.pop(field, None)
+            episode.metadata.update(
+                interrupted=stop[0],
+                interrupted_at_step=builder.num_actions,
+                policy_counts=counts,
+                deadline_misses=misses,
+            )
+            return episode, stop
         episode = builder.finish()
         self.misses_total += misses
         episode.metadata.update(policy_counts=counts, deadline_misses=misses)
@@ -110,7 +195,7 @@ class RosCollector:
                 )
         else:
             episode = self._label_in_window(episode)
-        return episode
+        return episode, None
 
     def _label_in_window(self, episode: Episode) -> Episode:
         """The operator labels the episode in the labeler window (data_collection/labeler.py);
@@ -144,16 +229,24 @@ def finetune_ros(
     stale_grace: float | None = None,
     log: Callable[[str], None] = print,
 ) -> Finetuner:
-    """The finetuning loop over ROS (arm_node of sim.launch / real.launch must be running)."""
-    from robot.ros_env import RosSafeReachEnv
+    """The finetuning loop over ROS (arm_node of sim.launch / real.launch must be running).
+    The master and arm_node are checked before anything is written."""
+    import rospy
 
-    tuner = Finetuner(checkpoint, out, task, fcfg, dataset, log=log)
-    env = RosSafeReachEnv(namespace, stale_grace=stale_grace)
-    collector = RosCollector(
-        env, task, tuner.fcfg.seed, tuner.fcfg.label_delay, labels, deadline,
-        Path(out) / "labeling", log,
-    )  # fmt: skip
+    from robot.ros_env import RosSafeReachEnv, ensure_node
+
+    check_master()
+    ensure_node("fosp_finetune")
     try:
+        env = RosSafeReachEnv(namespace, stale_grace=stale_grace)
+    except (rospy.ROSException, TimeoutError) as err:
+        raise RosRunError(f"{err}: is arm_node running in {namespace}? (docs/ros.md)") from err
+    try:
+        tuner = Finetuner(checkpoint, out, task, fcfg, dataset, log=log)
+        collector = RosCollector(
+            env, task, tuner.fcfg.seed, tuner.fcfg.label_delay, labels, deadline,
+            Path(out) / "labeling", log, Path(out) / INTERRUPTED_DIR,
+        )  # fmt: skip
         tuner.run(collector, episodes)
     finally:
         env.close()
@@ -184,19 +277,23 @@ def main() -> int:
     )
     deadline = float(p("deadline", 0.0)) or None
     grace = float(p("stale_grace", 0.0)) or None
-    tuner = finetune_ros(
-        p("checkpoint"),
-        p("out"),
-        int(p("episodes", 40)),
-        fcfg,
-        p("dataset") or None,
-        task=p("task", "unseen-1"),
-        namespace=p("namespace", "/fosp"),
-        labels=p("labels", "auto"),
-        deadline=deadline,
-        stale_grace=grace,
-        log=rospy.loginfo,
-    )
+    try:
+        tuner = finetune_ros(
+            p("checkpoint"),
+            p("out"),
+            int(p("episodes", 40)),
+            fcfg,
+            p("dataset") or None,
+            task=p("task", "unseen-1"),
+            namespace=p("namespace", "/fosp"),
+            labels=p("labels", "auto"),
+            deadline=deadline,
+            stale_grace=grace,
+            log=rospy.loginfo,
+        )
+    except UserError as err:
+        rospy.logerr(f"policy_node: {err}")
+        return 1
     s = tuner.summary()
     rospy.loginfo(
         f"policy_node done: {s['episodes']} episodes, {s['successes']} successes, "

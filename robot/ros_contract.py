@@ -13,9 +13,10 @@ Standard message types only (nothing needs a catkin build). Names are relative t
 | labels | std_msgs/String (JSON) | sim -> | reward, cost, contacts of one control step |
 | events | std_msgs/String (JSON) | arm_node -> | estop, watchdog hold, reflex, recovery, reset |
 | status | std_msgs/String (JSON, latched) | arm_node -> | backend, e-stop, hold, counters |
-| reset | std_srvs/Trigger | service | home pose (sim: also a new layout) |
-| estop | std_srvs/Trigger | service | hold + latch until reset |
+| reset | std_srvs/Trigger | service | home pose (sim: also a new layout); refused while e-stopped |
+| estop | std_srvs/Trigger | service | hold + latch until an operator calls release_estop |
 | hold | std_srvs/Trigger | service | hold the measured pose now |
+| release_estop | std_srvs/Trigger | service | operator's release after a stop (never automatic) |
 | reset_layout_seed | int param | set before reset | sim: layout seed of the next reset |
 
 Pose convention on the wire: PoseStamped position = TCP xyz (m, robot base frame), orientation =
@@ -39,7 +40,7 @@ from robot.workspace import HOME_ROTATION
 NAMESPACE = "/fosp"
 ACTION, POSE, COMMANDED_POSE = "action", "pose", "commanded_pose"
 LABELS, EVENTS, STATUS = "labels", "events", "status"
-RESET, ESTOP, HOLD = "reset", "estop", "hold"
+RESET, ESTOP, HOLD, RELEASE = "reset", "estop", "hold", "release_estop"
 RESET_LAYOUT_SEED = "reset_layout_seed"
 BASE_FRAME = "panda_link0"
 
@@ -47,7 +48,8 @@ BASE_FRAME = "panda_link0"
 # the image conversions live in perception (cameras know nothing of the arm); re-exported here
 __all__ = [
     "ACTION", "BASE_FRAME", "COMMANDED_POSE", "ESTOP", "EVENTS", "HOLD", "IMAGE", "IMAGE_FULL",
-    "LABELS", "NAMESPACE", "POSE", "RESET", "RESET_LAYOUT_SEED", "STATUS", "action_to_msg",
+    "LABELS", "NAMESPACE", "POSE", "RELEASE", "RESET", "RESET_LAYOUT_SEED", "STATUS",
+    "action_to_msg",
     "image_to_msg", "json_msg", "matrix_to_pose6", "msg_json", "msg_to_image", "msg_to_pose6",
     "name", "pose6_to_matrix", "pose6_to_msg",
 ]  # fmt: skip

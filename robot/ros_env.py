@@ -13,7 +13,14 @@ run unchanged in-process, on the simulated robot over ROS and on the real arm. E
 info: "cost", "touched_target", "touched_obstacles", "disturbed_obstacles" from the simulator's
 `labels` (OR over the messages of the step; on the real arm there are none and
 info["labels_source"] == "none": labels come from the operator), "success", "violation",
-"events" (estop, watchdog hold, reflex, recovery during the step), "estopped".
+"events" (estop, watchdog hold, reflex, recovery during the step), "estopped" and
+"interrupted": "" or why the arm stopped obeying the commands ("estop": the e-stop service or the
+external stop; "hold": a hold someone else asked for; "reflex": a reflex or error). The env's
+own holds (stale data, a policy's missed deadline) do not interrupt.
+
+After an interruption the caller stops the episode, marks it, and waits for the operator's
+release (`wait_for_release`, or `release_estop()` from an operator's key): nothing here
+releases by itself, and `reset` raises ArmStopped while the e-stop is latched.
 """
 
 from __future__ import annotations
@@ -38,6 +45,26 @@ from robot.env import EPISODE_STEPS
 
 class StaleObservationError(RuntimeError):
     """No fresh observation arrived in time; the arm was asked to hold."""
+
+
+class ArmStopped(RuntimeError):
+    """reset refused or interrupted: the e-stop is latched, or a stop ended the walk home.
+    `stamp`: ROS time before the reset was asked for (a release after it lets the caller go on)."""
+
+    def __init__(self, message: str, stamp: float = 0.0):
+        super().__init__(message)
+        self.stamp = stamp
+
+
+# events after which the arm no longer executes the episode's commands
+INTERRUPTING = {
+    "estop": "estop",
+    "user_stopped": "estop",
+    "recovery_failed": "estop",
+    "hold": "hold",
+    "reflex": "reflex",
+    "error": "reflex",
+}
 
 
 def ensure_node(name: str = "fosp_ros_env") -> None:
@@ -109,6 +136,7 @@ class RosSafeReachEnv(gym.Env):
         self._reset_srv = rospy.ServiceProxy(n(rc.RESET), Trigger)
         self._hold_srv = rospy.ServiceProxy(n(rc.HOLD), Trigger)
         self._estop_srv = rospy.ServiceProxy(n(rc.ESTOP), Trigger)
+        self._release_srv = rospy.ServiceProxy(n(rc.RELEASE), Trigger)
         deadline = time.monotonic() + connect_timeout
         while self._pub.get_num_connections() == 0:  # arm_node subscribed to our actions
             if time.monotonic() > deadline:
@@ -151,7 +179,10 @@ class RosSafeReachEnv(gym.Env):
         t0 = rospy.Time.now().to_sec()
         response = self._reset_srv()
         if not response.success:
-            raise RuntimeError(f"arm_node reset failed: {response.message}")
+            text = response.message
+            if "e-stop" in text or "interrupted" in text or "external stop" in text:
+                raise ArmStopped(f"arm_node did not reset: {text}", stamp=t0)
+            raise RuntimeError(f"arm_node reset failed: {text}")
         reply = json.loads(response.message)
         self.layout_seed = reply.get("layout_seed")
         obs = self._wait_observation(t0, deadline=time.monotonic() + self.reset_timeout)
@@ -205,6 +236,40 @@ class RosSafeReachEnv(gym.Env):
 
     def estop(self) -> None:
         self._estop_srv()
+
+    def release_estop(self) -> tuple[bool, str]:
+        """The operator's release (an explicit key or command of a person; never automatic)."""
+        try:
+            response = self._release_srv()
+        except (rospy.ServiceException, rospy.ROSException) as exc:
+            return False, f"{rc.name(self.ns, rc.RELEASE)} failed: {exc}"
+        return bool(response.success), str(response.message)
+
+    def released_since(self, stamp: float) -> bool:
+        """Did an operator release (release_estop) after `stamp`, with no e-stop latched now?"""
+        with self._lock:
+            released = any(ev["event"] == "released" and ev["stamp"] > stamp for ev in self._events)
+            latched = bool(self._status.get("estopped", False))
+        return released and not latched
+
+    def wait_for_release(
+        self, stamp: float, why: str, log=print, every: float = 30.0, poll: float = 0.05
+    ) -> None:
+        """Block until an operator releases (after `stamp`), repeating `why` and the command
+        every `every` s. Never releases by itself."""
+        release = rc.name(self.ns, rc.RELEASE)
+        next_log = 0.0
+        while not self.released_since(stamp):
+            if rospy.is_shutdown():
+                raise ArmStopped(f"ROS shut down while waiting for the release ({why})")
+            if time.monotonic() >= next_log:
+                log(
+                    f"ARM STOPPED ({why}): waiting for the operator. Check the arm and the "
+                    f"scene, then release: rosservice call {release}"
+                )
+                next_log = time.monotonic() + every
+            time.sleep(poll)
+        log("released by the operator: going on")
 
     @property
     def status(self) -> dict:
@@ -276,6 +341,19 @@ class RosSafeReachEnv(gym.Env):
         with self._lock:
             return [ev for ev in self._events if ev["stamp"] > t0]
 
+    def interruption(self, events: list[dict]) -> tuple[str, float]:
+        """("estop" | "hold" | "reflex", stamp) of the first stop among `events` or latched
+        now, else ("", 0.0). Holds this node asked for itself do not count."""
+        me = rospy.get_name()
+        for ev in events:
+            kind = INTERRUPTING.get(ev["event"], "")
+            if kind and not (kind == "hold" and ev.get("by") == me):
+                return kind, float(ev["stamp"])
+        status = self.status
+        if status.get("estopped"):
+            return "estop", float(status.get("stamp", 0.0))
+        return "", 0.0
+
     def _info(self, t0: float, labels: list[dict], events: list[dict]) -> dict[str, Any]:
         source = "sim" if labels else "none"
         n = len(labels[0]["touched_obstacles"]) if labels else 0
@@ -286,7 +364,10 @@ class RosSafeReachEnv(gym.Env):
             return np.any([np.asarray(lab[key], bool) for lab in labels], axis=0)
 
         status = self.status
+        interrupted, stop_stamp = self.interruption(events)
         return {
+            "interrupted": interrupted,
+            "stop_stamp": stop_stamp,
             "reward": max((lab["reward"] for lab in labels), default=0.0),
             "cost": max((lab["cost"] for lab in labels), default=0.0),
             "step": self._steps,

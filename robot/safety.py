@@ -13,16 +13,25 @@ the single definition of the limits in the stack:
   pose by more than one step; that only relaxes the spring and is the safe direction;
 - a watchdog holds the current (measured) pose when no command arrived for `watchdog_timeout`
   seconds, and re-arms on the next command;
-- an e-stop holds the measured pose and latches: every command is dropped until `reset()`.
+- an e-stop holds the measured pose and latches: every command is dropped until an operator
+  calls `release()`. `reset()` (a new episode) never clears it;
+- optionally (`rate_limit`, the franka backend, where every message is forwarded at once) the
+  motion is rate-limited per control period: a command moves at most the fraction of a full
+  step that the time since the previous command earned (a budget refilled at one step per
+  control period, capped at `RATE_BURST` steps), so a 100 Hz stream moves the command no faster
+  than a 10 Hz one (0.2 m/s per axis with the default limits).
 
-The filter is plain Python with an injectable clock; the ROS node only feeds it messages and
-measured poses and forwards the poses it returns to a backend.
+The filter is plain Python with an injectable clock. Every method takes `lock` (re-entrant):
+arm_node's service threads latch the e-stop while its loop thread sends commands, and the loop
+holds the same lock from the latch check to the backend call, so no command is sent after an
+e-stop returned.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +51,12 @@ class SafetyConfig:
     limits: ControlLimits = field(default_factory=ControlLimits)
     watchdog_timeout: float = 0.2  # s without a command -> hold the measured pose
     log_every: int = 100  # log the first rejection of each kind, then one in `log_every`
+    rate_limit: bool = False  # scale each step by the time since the previous command
+
+
+# Rate limit: a command arriving up to half a period early still gets its full step (jitter of a
+# 10 Hz stream), so any interval T moves the command at most (RATE_BURST + T * control_hz) steps.
+RATE_BURST = 1.5
 
 
 @dataclass
@@ -53,8 +68,12 @@ class Decision:
     reason: str = ""
 
 
+class EStopLatched(RuntimeError):
+    """A scripted move (walk home) was asked for while the e-stop is latched."""
+
+
 class SafetyFilter:
-    """Stateful gate between commands and a backend. Thread-compatible: callers serialise."""
+    """Stateful gate between commands and a backend; thread-safe (one re-entrant `lock`)."""
 
     def __init__(
         self, config: SafetyConfig | None = None, clock: Callable[[], float] | None = None
@@ -68,6 +87,9 @@ class SafetyFilter:
         self.last_command_time: float | None = None
         self.rejected: dict[str, int] = {}
         self.counts = {"command": 0, "rejected": 0, "estopped": 0, "hold": 0}
+        self.lock = threading.RLock()
+        self._budget = RATE_BURST  # steps of motion the rate limit allows now
+        self._budget_time: float | None = None
 
     # ------------------------------------------------------------------ inputs
     def validate(self, data: Sequence[float] | np.ndarray | None) -> tuple[np.ndarray | None, str]:
@@ -84,61 +106,96 @@ class SafetyFilter:
 
     def command(self, data: Sequence[float] | np.ndarray | None, measured: np.ndarray) -> Decision:
         """One action message -> the pose to send (or a reason not to send anything)."""
-        now = self.clock()
-        measured = self._check_measured(measured)
-        action, reason = self.validate(data)
-        if action is None:
-            self._reject(reason)
-            return Decision("rejected", None, reason)
-        if self.estopped:
-            self.counts["estopped"] += 1
-            return Decision("estopped", None, "e-stop latched: reset to resume")
-        previous = self.commanded if self.commanded is not None else self._hold_pose(measured)
-        delta = self.limits.action_to_delta(action)
-        proposed = self.limits.apply_delta(previous, delta)
-        pose = self.limits.clip_pose(proposed, reference=measured)
-        self.commanded = pose
-        self.last_command_time = now
-        self.held = False
-        self.counts["command"] += 1
-        return Decision("command", pose.copy())
+        with self.lock:
+            now = self.clock()
+            measured = self._check_measured(measured)
+            action, reason = self.validate(data)
+            if action is None:
+                self._reject(reason)
+                return Decision("rejected", None, reason)
+            if self.estopped:
+                self.counts["estopped"] += 1
+                return Decision("estopped", None, "e-stop latched: an operator must release it")
+            previous = self.commanded if self.commanded is not None else self._hold_pose(measured)
+            delta = self.limits.action_to_delta(action) * self._rate_scale(now)
+            proposed = self.limits.apply_delta(previous, delta)
+            pose = self.limits.clip_pose(proposed, reference=measured)
+            self.commanded = pose
+            self.last_command_time = now
+            self.held = False
+            self.counts["command"] += 1
+            return Decision("command", pose.copy())
+
+    def _rate_scale(self, now: float) -> float:
+        """Fraction of a full step this command may move (1 without the rate limit)."""
+        if not self.config.rate_limit:
+            return 1.0
+        if self._budget_time is not None:
+            earned = (now - self._budget_time) * self.limits.step.control_hz
+            self._budget = min(RATE_BURST, self._budget + max(0.0, earned))
+        self._budget_time = now
+        scale = min(1.0, self._budget)
+        self._budget -= scale
+        return scale
 
     def tick(self, measured: np.ndarray) -> Decision | None:
         """Watchdog: call often (>= 50 Hz). Returns a hold decision once when commands stopped."""
-        if self.held or self.estopped:
-            return None
-        now = self.clock()
-        last = self.last_command_time
-        if last is None or now - last < self.config.watchdog_timeout:
-            return None
-        return self.hold(measured, reason=f"watchdog: no command for {now - last:.3f} s")
+        with self.lock:
+            if self.held or self.estopped:
+                return None
+            now = self.clock()
+            last = self.last_command_time
+            if last is None or now - last < self.config.watchdog_timeout:
+                return None
+            return self.hold(measured, reason=f"watchdog: no command for {now - last:.3f} s")
 
-    def hold(self, measured: np.ndarray, reason: str = "hold") -> Decision:
-        """Hold the measured pose (clipped into the box) now."""
-        pose = self._hold_pose(self._check_measured(measured))
-        self.commanded = pose
-        self.held = True
-        self.counts["hold"] += 1
-        log.info("safety: holding pose (%s)", reason)
-        return Decision("hold", pose.copy(), reason)
+    def hold(self, measured: np.ndarray | None, reason: str = "hold") -> Decision:
+        """Hold the measured pose (clipped into the box) now. Without a measured pose (none yet)
+        the last command is held; with neither, nothing has been sent and the pose is None."""
+        with self.lock:
+            if measured is not None:
+                self.commanded = self._hold_pose(self._check_measured(measured))
+            self.held = True
+            self.counts["hold"] += 1
+            log.info("safety: holding pose (%s)", reason)
+            pose = None if self.commanded is None else self.commanded.copy()
+            return Decision("hold", pose, reason)
 
-    def estop(self, measured: np.ndarray) -> Decision:
-        """Latch the e-stop and hold the measured pose. Commands are dropped until reset()."""
-        decision = self.hold(measured, reason="e-stop")
-        self.estopped = True
-        return decision
+    def estop(self, measured: np.ndarray | None) -> Decision:
+        """Latch the e-stop and hold the measured pose. Commands are dropped until release()."""
+        with self.lock:
+            self.estopped = True  # first: nothing may pass from here on
+            return self.hold(measured, reason="e-stop")
+
+    def release(self) -> bool:
+        """The operator's release of the e-stop (never automatic). The arm stays held: the next
+        command starts from the held pose. Returns whether an e-stop was latched."""
+        with self.lock:
+            was = self.estopped
+            self.estopped = False
+            self.held = True
+            self.last_command_time = None
+            return was
 
     def reset(self, pose: np.ndarray | None = None) -> None:
-        """Clear the e-stop and the hold; `pose` becomes the reference for the next command."""
-        self.estopped = False
-        self.held = False
-        self.last_command_time = None
-        self.commanded = None if pose is None else self._hold_pose(np.asarray(pose, float))
+        """A new episode: clear the hold; `pose` becomes the reference for the next command. An
+        e-stop stays latched (only release() clears it)."""
+        with self.lock:
+            self.held = self.estopped
+            self.last_command_time = None
+            self.commanded = None if pose is None else self._hold_pose(np.asarray(pose, float))
+            self._budget, self._budget_time = RATE_BURST, None
 
     def step_towards(self, target: np.ndarray, measured: np.ndarray) -> tuple[np.ndarray, bool]:
         """One safe step of a scripted move (reset to home): the action that heads for `target`,
-        filtered like any command. Returns (pose to send, whether the command reached target)."""
-        measured = self._check_measured(measured)
+        filtered like any command. Returns (pose to send, whether the command reached target).
+        Raises EStopLatched while the e-stop is latched."""
+        with self.lock:
+            if self.estopped:
+                raise EStopLatched("e-stop latched: an operator must release it first")
+            return self._step_towards(target, self._check_measured(measured))
+
+    def _step_towards(self, target: np.ndarray, measured: np.ndarray) -> tuple[np.ndarray, bool]:
         previous = self.commanded if self.commanded is not None else self._hold_pose(measured)
         step = self.limits.step
         dpos = (np.asarray(target[:3]) - previous[:3]) / step.max_translation

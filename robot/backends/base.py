@@ -28,6 +28,11 @@ class ArmBackend(Protocol):
     def send(self, pose: np.ndarray) -> Any:
         """Command an equilibrium pose that passed the safety filter."""
 
+    def hold(self, pose: np.ndarray | None) -> None:
+        """Hold `pose` now; called from a service thread under the filter's lock (e-stop, hold).
+        Real arm: command it at once. Sim: nothing to do, the world only moves when arm_node's
+        loop steps it, and it steps it with the held pose from then on."""
+
     def reset(self, layout_seed: int | None = None) -> dict[str, Any]:
         """Prepare an episode (sim: new layout and home pose; real: nothing to move here —
         arm_node drives the arm home through the safety filter)."""

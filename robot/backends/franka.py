@@ -133,7 +133,13 @@ class FrankaBackend:
 
     # ------------------------------------------------------------------ commands
     def send(self, pose: np.ndarray) -> None:
+        """Forward one equilibrium pose now (arm_node's filter rate-limits the motion per control
+        period: franka_ros's controller follows every message it gets)."""
         self.pub.publish(pose6_to_msg(pose, rospy.Time.now(), frame_id=BASE_FRAME))
+
+    def hold(self, pose: np.ndarray | None) -> None:
+        if pose is not None:
+            self.send(pose)
 
     def reset(self, layout_seed: int | None = None) -> dict[str, Any]:
         return {"layout_seed": None}  # the real scene is arranged by the operator

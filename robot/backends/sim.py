@@ -2,7 +2,9 @@
 
 It replaces both drivers at the topic boundary: arm_node publishes its pose like franka_ros
 would and its 64x64 camera image like camera_node would. One `send` = one control period of
-physics (SafeReachSim.step_to); the labels the simulator knows come back with it.
+physics (SafeReachSim.step_to); the labels the simulator knows come back with it. So the
+per-step limit of the safety filter is a limit per simulated control period whatever the rate of
+the action messages (a faster stream only makes simulated time run faster): no rate limit here.
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ class SimBackend:
 
     def send(self, pose: np.ndarray) -> StepLabels:
         return self.sim.step_to(pose)
+
+    def hold(self, pose: np.ndarray | None) -> None:
+        """Nothing to do: physics runs only inside send() (one control period each), so the next
+        period already runs with the held pose that arm_node's loop sends."""
 
     def reset(self, layout_seed: int | None = None) -> dict[str, Any]:
         if layout_seed is None:

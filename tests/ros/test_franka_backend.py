@@ -245,8 +245,15 @@ def test_user_stop_latches_and_reset_drives_home(franka, wait):
     response = reset()
     assert not response.success and "external stop" in response.message
     assert stand_in.recovery_goals == goals_before  # no automatic recovery after a user stop
+    release = rospy.ServiceProxy(f"{NS}/release_estop", Trigger)
+    response = release()  # the external stop is still pressed: refused
+    assert not response.success and "external stop" in response.message
     stand_in.user_stop(False)
     time.sleep(0.1)  # the next state messages tell arm_node the stop was released
+    response = reset()  # released the external stop, but arm_node's latch still holds
+    assert not response.success and "release" in response.message
+    response = release()  # the operator's explicit release
+    assert response.success, response.message
     t0 = time.monotonic()
     response = reset()
     assert response.success, response.message

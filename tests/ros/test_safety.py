@@ -6,12 +6,15 @@ import math
 import time
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from robot.geometry import matrix_to_rotvec, rotvec_to_matrix
 from robot.safety import (
     MAX_STEP_FACTOR,
+    RATE_BURST,
+    EStopLatched,
     SafetyConfig,
     SafetyFilter,
     rotation_angle,
@@ -136,13 +139,16 @@ def check_stream(seed: int, weights: list[float], burst_p: float, silence_p: flo
                 check_sent(hold, arm.pose)
                 stats["hold"] += 1
         clock.t = end
-        if i % 250 == 249:  # an e-stop now and then; latched until reset
+        if i % 250 == 249:  # an e-stop now and then; latched until released (reset keeps it)
             check_sent(filt.estop(arm.pose), arm.pose)
-            for _ in range(5):
+            for j in range(5):
+                if j == 2:
+                    filt.reset(arm.pose)  # a new episode does not clear the latch
                 d = filt.command(rng.uniform(-1, 1, 6), arm.pose)
                 assert d.pose is None and d.kind == "estopped"
                 assert filt.tick(arm.pose) is None
                 stats["estopped"] += 1
+            assert filt.release()
             filt.reset(arm.pose)
             sent_prev = None
         kind = KINDS[int(rng.choice(len(KINDS), p=probs))]
@@ -206,7 +212,7 @@ def test_filter_matches_the_simulator_clipping():
         measured = LIMITS.clip_pose(measured + 0.5 * (commanded - measured))
 
 
-def test_estop_latches_until_reset_and_step_towards_reaches_home():
+def test_estop_latches_until_released_and_step_towards_reaches_home():
     clock = FakeClock()
     filt = SafetyFilter(clock=clock)
     far = np.array([0.6, 0.1, 0.05, 0.2, -0.1, 0.05])
@@ -215,6 +221,13 @@ def test_estop_latches_until_reset_and_step_towards_reaches_home():
         clock.t += 1.0
         assert filt.command(np.ones(6), far).kind == "estopped"
         assert filt.tick(far) is None
+        filt.reset(far)  # reset (a new episode) never clears the e-stop
+        assert filt.estopped
+        with pytest.raises(EStopLatched):
+            filt.step_towards(WS.home_pose(), far)  # nor walks the arm anywhere
+    assert filt.release() and not filt.estopped
+    assert filt.held  # released, still holding: the next command starts from the held pose
+    assert not filt.release()  # nothing latched any more
     filt.reset(far)
     home = WS.home_pose()
     measured = far.copy()
@@ -255,3 +268,39 @@ def test_rejects_exactly_the_bad_messages():
         assert filt.command(bad, pose).kind == "rejected"
     assert filt.command([0.0] * 6, pose).kind == "command"
     assert filt.counts["rejected"] == 6 and sum(filt.rejected.values()) == 6
+
+
+def test_rate_limit_caps_the_motion_per_control_period():
+    """franka: every message is forwarded, so the motion is limited per control period: a
+    saturated 100 Hz stream moves the command no faster than a 10 Hz one (0.2 m/s per axis)."""
+    for hz in (10.0, 100.0, 1000.0, 5000.0):
+        clock = FakeClock()
+        filt = SafetyFilter(SafetyConfig(limits=LIMITS, rate_limit=True), clock=clock)
+        filt.reset(WS.home_pose() - [0.1, 0, 0, 0, 0, 0])
+        start = filt.commanded.copy()  # clipped into the box
+        measured = start.copy()
+        xs = []
+        for _ in range(int(hz * 0.5)):  # 0.5 s of +x at full speed
+            clock.t += 1.0 / hz
+            pose = filt.command([1, 0, 0, 0, 0, 0], measured).pose
+            measured = pose.copy()  # a perfect tracker: the lead limit never binds
+            xs.append(pose[0])
+        moved = xs[-1] - start[0]
+        # 0.5 s = 5 periods of 2 cm (+ at most RATE_BURST steps ahead): never the per-message
+        # 2 cm of an unlimited filter (1 m at 100 Hz)
+        assert moved <= (5 + RATE_BURST) * STEP.max_translation + 1e-9, (hz, moved)
+        assert moved >= 4 * STEP.max_translation, (hz, moved)
+        # and no 0.1 s window moves more than (1 + RATE_BURST) steps
+        per = max(1, int(hz * 0.1))
+        window = max(b - a for a, b in zip(xs, xs[per:], strict=False)) if len(xs) > per else 0
+        assert window <= (1 + RATE_BURST) * STEP.max_translation + 1e-9, (hz, window)
+    # a 10 Hz stream with jitter keeps its full steps (the filter equals the sim's clipping)
+    clock = FakeClock()
+    filt = SafetyFilter(SafetyConfig(limits=LIMITS, rate_limit=True), clock=clock)
+    filt.reset(WS.home_pose())
+    pose = WS.home_pose()
+    for dt in (0.1, 0.07, 0.13, 0.1, 0.06, 0.1):
+        clock.t += dt
+        new = filt.command([0, 1, 0, 0, 0, 0], pose).pose
+        assert new[1] - pose[1] == pytest.approx(STEP.max_translation, abs=1e-12)
+        pose = new

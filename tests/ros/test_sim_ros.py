@@ -15,7 +15,7 @@ from std_srvs.srv import Trigger, TriggerResponse
 
 from robot import ros_contract as rc
 from robot.env import SafeReachEnv
-from robot.ros_env import RosSafeReachEnv, StaleObservationError
+from robot.ros_env import ArmStopped, RosSafeReachEnv, StaleObservationError
 from robot.workspace import ControlLimits
 
 LIMITS = ControlLimits()
@@ -124,8 +124,14 @@ def test_watchdog_holds_when_commands_stop_and_estop_latches(sim_env, wait):
     assert np.ptp(np.asarray(poses)[:, 1]) < 0.003  # held: no 2 cm/step motion in y
     _, _, _, _, info = env.step(np.zeros(6, np.float32))
     assert info["estopped"]
+    # reset never clears the e-stop: only the operator's release does
+    with pytest.raises(ArmStopped, match="release"):
+        env.reset(options={"layout_seed": 8})
+    assert env.status.get("estopped")
+    ok, message = env.release_estop()
+    assert ok, message
+    wait(lambda: not env.status.get("estopped"), 2.0, "e-stop cleared by the release")
     env.reset(options={"layout_seed": 8})
-    wait(lambda: not env.status.get("estopped"), 2.0, "e-stop cleared by reset")
     before = env.step(np.zeros(6, np.float32))[0]["pose"]
     after = env.step(np.array([0, 1, 0, 0, 0, 0], np.float32))[0]["pose"]
     assert after[1] - before[1] > 0.005  # moving again
