@@ -6,13 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from fosp import args as types
+from fosp.errors import UserError
+
 
 def register(sub, sim_sub) -> None:
     collect = sim_sub.add_parser(
         "collect", help="scripted operators collect a labelled dataset in the simulated world"
     )
-    collect.add_argument("--task", default="train")
-    collect.add_argument("--episodes", type=int, default=200)
+    collect.add_argument("--task", type=types.task, default="train")
+    collect.add_argument("--episodes", type=types.positive_int, default=200)
     collect.add_argument(
         "--mix",
         choices=["paper"],
@@ -20,10 +23,10 @@ def register(sub, sim_sub) -> None:
         help="paper: 120/30/40/10 per 200 (FOSP App. D.1)",
     )
     collect.add_argument("--out", required=True, help="dataset folder (appended to / completed)")
-    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--seed", type=types.seed, default=0)
     collect.add_argument(
         "--label-delay",
-        type=int,
+        type=types.non_negative_int,
         default=2,
         help="simulated operator's reaction delay in control steps",
     )
@@ -38,7 +41,10 @@ def register(sub, sim_sub) -> None:
     validate = ds_sub.add_parser("validate", help="read every episode in full; list defects")
     validate.add_argument("dir")
     validate.set_defaults(func=_validate)
-    index = ds_sub.add_parser("index", help="rebuild DIR/index.json from the episode files")
+    index = ds_sub.add_parser(
+        "index",
+        help="rebuild DIR/index.json from the episode files; removes stale .partial files",
+    )
     index.add_argument("dir")
     index.set_defaults(func=_index)
     merge = ds_sub.add_parser(
@@ -60,8 +66,10 @@ def register(sub, sim_sub) -> None:
         help="layout: OUT/train + OUT/heldout with whole layouts held out (per category); "
         "episode: the same per episode; category/task: one folder per value",
     )
-    split.add_argument("--holdout", type=float, default=0.2, help="held-out fraction")
-    split.add_argument("--seed", type=int, default=0)
+    split.add_argument(
+        "--holdout", type=types.open_fraction, default=0.2, help="held-out fraction, in (0, 1)"
+    )
+    split.add_argument("--seed", type=types.seed, default=0)
     split.add_argument("--link", action="store_true", help="hard-link instead of copying")
     split.set_defaults(func=_split)
 
@@ -77,15 +85,27 @@ def _register_collect(sub) -> None:
         "rate, then review (keep / discard / re-record). docs/collecting.md",
     )
     p.add_argument("--env", choices=["sim", "ros"], default="sim")
-    p.add_argument("--task", default="train")
+    p.add_argument("--task", type=types.task, default="train")
     p.add_argument("--out", required=True, help="dataset folder (appended to)")
-    p.add_argument("--episodes", type=int, default=10, help="episodes to keep in this session")
+    p.add_argument(
+        "--episodes", type=types.positive_int, default=10, help="episodes to keep in this session"
+    )
     p.add_argument("--teleop", choices=["spacemouse", "keyboard"], default="spacemouse")
     p.add_argument("--operator", default="", help="who is teleoperating (stored per episode)")
-    p.add_argument("--countdown", type=float, default=3.0, help="seconds before each episode")
-    p.add_argument("--seed", type=int, default=None, help="layout seeds (default: random)")
+    p.add_argument(
+        "--countdown",
+        type=types.non_negative_float,
+        default=3.0,
+        help="seconds before each episode",
+    )
+    p.add_argument("--seed", type=types.seed, default=None, help="layout seeds (default: random)")
     p.add_argument("--ns", default="/fosp", help="ROS namespace of the robot (--env ros)")
-    p.add_argument("--control-hz", type=float, default=10.0, help="--env ros: the launch's rate")
+    p.add_argument(
+        "--control-hz",
+        type=types.positive_float,
+        default=10.0,
+        help="--env ros: the launch's rate",
+    )
     m = p.add_argument_group("teleop mapping (docs/collecting.md)")
     m.add_argument(
         "--placement",
@@ -93,12 +113,22 @@ def _register_collect(sub) -> None:
         default="facing",
         help="where the operator is: facing = across the table facing the arm (default)",
     )
-    m.add_argument("--yaw-deg", type=float, default=None, help="device frame yaw in the base frame")
-    m.add_argument("--deadzone", type=float, default=0.1)
-    m.add_argument("--gain", type=float, default=1.0, help="translation gain")
-    m.add_argument("--rotation-gain", type=float, default=0.5)
+    m.add_argument(
+        "--yaw-deg",
+        type=types.finite_float,
+        default=None,
+        help="device frame yaw in the base frame",
+    )
+    m.add_argument("--deadzone", type=types.unit_interval, default=0.1, help="in [0, 1)")
+    m.add_argument("--gain", type=types.positive_float, default=1.0, help="translation gain")
+    m.add_argument("--rotation-gain", type=types.non_negative_float, default=0.5)
     m.add_argument("--lock-rotation", action="store_true", help="command translations only")
-    m.add_argument("--smoothing", type=float, default=0.3, help="0: none, towards 1: heavier")
+    m.add_argument(
+        "--smoothing",
+        type=types.unit_interval,
+        default=0.3,
+        help="in [0, 1): 0 none, towards 1 heavier",
+    )
     m.add_argument(
         "--spacemouse-device", default=None, help="pyspacemouse name, e.g. SpaceMouseCompact"
     )
@@ -124,9 +154,43 @@ def _register_label(sub) -> None:
     p.set_defaults(func=_label)
 
 
+def _output_dataset(path: str) -> Path:
+    """A dataset folder episodes will be added to: not a file, and no unreadable episodes in it
+    (checked before anything is created)."""
+    from data_collection.dataset import Dataset
+
+    root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--out {root} is a file, not a dataset folder")
+    _, errors = Dataset(root).index()
+    if errors:
+        raise UserError(
+            f"--out {root} has {len(errors)} unreadable episode file(s), first {errors[0]}; "
+            f"run `fosp dataset validate {root}`"
+        )
+    return root
+
+
+def _report_partials(root: Path, remove: bool = False) -> None:
+    """Name hidden .partial files left by a killed writer (remove them with `remove`)."""
+    from data_collection.dataset import Dataset
+
+    dataset = Dataset(root)
+    if remove:
+        for path in dataset.remove_stale_partials():
+            print(f"removed stale partial write {path}", file=sys.stderr)
+    for path in dataset.stale_partials():
+        print(
+            f"stale partial write (a killed writer's; `fosp dataset index {root}` removes it): "
+            f"{path}",
+            file=sys.stderr,
+        )
+
+
 def _collect(args: argparse.Namespace) -> int:
     from data_collection.scripted import collect_mix
 
+    _output_dataset(args.out)
     counts = collect_mix(
         args.out,
         task=args.task,
@@ -151,14 +215,31 @@ def _stats(args: argparse.Namespace) -> int:
     from data_collection.stats import format_stats, plot_returns
 
     root = _require_dir(args.dir)
+    if args.plot:
+        _writable_plot(args.plot)
     summaries, errors = Dataset(root).index()
     print(format_stats(summaries))
     for err in errors:
         print(f"unreadable: {err}", file=sys.stderr)
+    _report_partials(root)
     if summaries:
-        out = plot_returns(summaries, args.plot or root / "stats.png")
-        print(f"plot: {out}")
+        try:
+            out = plot_returns(summaries, args.plot or root / "stats.png")
+            print(f"plot: {out}")
+        except OSError as err:
+            if args.plot:
+                raise UserError(f"--plot {args.plot}: cannot write ({err.strerror})") from err
+            print(
+                f"plot: not written ({root} is not writable: {err.strerror}); pass --plot PATH",
+                file=sys.stderr,
+            )
     return 1 if errors else 0
+
+
+def _writable_plot(path: str) -> None:
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"--plot {path} is a folder, not a file")
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -169,6 +250,7 @@ def _validate(args: argparse.Namespace) -> int:
     errors = dataset.validate()
     for err in errors:
         print(f"INVALID {err}")
+    _report_partials(root)
     print(f"{len(dataset) - len(errors)} valid, {len(errors)} invalid episode files in {root}")
     return 1 if errors else 0
 
@@ -176,7 +258,11 @@ def _validate(args: argparse.Namespace) -> int:
 def _index(args: argparse.Namespace) -> int:
     from data_collection.dataset import Dataset
 
-    summaries, errors = Dataset(_require_dir(args.dir)).rebuild_index()
+    root = _require_dir(args.dir)
+    _report_partials(root, remove=True)
+    summaries, errors = Dataset(root).rebuild_index()
+    for err in errors:
+        print(f"unreadable: {err}", file=sys.stderr)
     print(f"indexed {len(summaries)} episodes, {len(errors)} unreadable")
     return 1 if errors else 0
 
@@ -217,11 +303,7 @@ def _collect_teleop(args: argparse.Namespace) -> int:
     from data_collection.teleop.mapping import PLACEMENTS
     from data_collection.teleop.window import CvWindow, WindowError
 
-    dataset = Dataset(args.out)
-    _, errors = dataset.index()
-    if errors:
-        print(f"{args.out} has unreadable episodes; run `fosp dataset validate {args.out}`")
-        return 1
+    dataset = Dataset(_output_dataset(args.out))
     yaw = PLACEMENTS[args.placement] if args.yaw_deg is None else args.yaw_deg
     clock = RealClock()  # one clock for the teleop and the recorder (tests swap in a fake)
     try:
@@ -313,6 +395,11 @@ def _label(args: argparse.Namespace) -> int:
         return 1
     if args.episode.isdigit():
         index = int(args.episode)
+        if index >= len(paths):
+            raise UserError(
+                f"--episode {index}: --filter {args.filter} selects {len(paths)} episode(s) "
+                f"(indices 0 to {len(paths) - 1})"
+            )
     else:
         names = [p.name for p in paths]
         if Path(args.episode).name not in names:

@@ -1,13 +1,19 @@
 """A dataset is a folder of episode files plus `index.json`, a summary the tools can rebuild.
 
 The index is a cache: it is rebuilt whenever the set of files (names, sizes, mtimes) differs
-from what it records, so it never goes stale silently. Corrupt files are listed, not fatal.
+from what it records, so it never goes stale silently. Corrupt files (and dangling symbolic links
+or link loops) are listed as errors naming the file, not fatal. In a folder that cannot be
+written (a read-only lab share) the index is used as found and not saved.
+
+Hidden `.<name>.<pid>.partial` files are writes in progress; one older than `STALE_PARTIAL_S`
+was left by a killed writer (`stale_partials`, removed by `remove_stale_partials`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,9 +27,12 @@ from data_collection.episode import (
     read_episode,
     write_episode,
 )
+from fosp.errors import WriteError
+from fosp.files import PARTIAL, atomic_write_bytes
 
 INDEX_NAME = "index.json"
 INDEX_VERSION = 1
+STALE_PARTIAL_S = 600.0  # a write takes well under a second; an older .partial is abandoned
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,31 @@ class Dataset:
             return []
         return sorted(p for p in self.root.glob(f"*{SUFFIX}") if not p.name.startswith("."))
 
+    def stale_partials(self, max_age_s: float = STALE_PARTIAL_S) -> list[Path]:
+        """Hidden temporary files of writes that did not finish `max_age_s` ago (a writer killed
+        mid-write): never read by any tool, safe to delete."""
+        if not self.root.is_dir():
+            return []
+        now, stale = time.time(), []
+        for path in sorted(self.root.glob(f".*{PARTIAL}")):
+            try:
+                if now - path.lstat().st_mtime > max_age_s:
+                    stale.append(path)
+            except OSError:
+                continue  # removed meanwhile
+        return stale
+
+    def remove_stale_partials(self, max_age_s: float = STALE_PARTIAL_S) -> list[Path]:
+        """Delete `stale_partials`; returns those removed (none in a read-only folder)."""
+        removed = []
+        for path in self.stale_partials(max_age_s):
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass
+        return removed
+
     def __len__(self) -> int:
         return len(self.episode_paths())
 
@@ -89,13 +123,20 @@ class Dataset:
                 if not skip_corrupt:
                     raise
 
-    def index(self) -> tuple[list[EpisodeSummary], list[EpisodeFormatError]]:
+    def index(
+        self, use_cache: bool = True
+    ) -> tuple[list[EpisodeSummary], list[EpisodeFormatError]]:
         """Summaries of all readable episodes and the errors of the unreadable ones. Reuses the
-        stored index for unchanged files, reads changed or new ones, and saves it back."""
-        cached = self._load_index()
+        stored index for unchanged files, reads changed or new ones, and saves it back (unless
+        the folder cannot be written)."""
+        cached = self._load_index() if use_cache else {}
         summaries, errors = [], []
         for path in self.episode_paths():
-            st = path.stat()
+            try:
+                st = _stat(path)
+            except EpisodeFormatError as err:
+                errors.append(err)
+                continue
             old = cached.get(path.name)
             if old and old.size == st.st_size and old.mtime_ns == st.st_mtime_ns:
                 summaries.append(old)
@@ -111,8 +152,11 @@ class Dataset:
         return summaries, errors
 
     def rebuild_index(self) -> tuple[list[EpisodeSummary], list[EpisodeFormatError]]:
-        (self.root / INDEX_NAME).unlink(missing_ok=True)
-        return self.index()
+        try:
+            (self.root / INDEX_NAME).unlink(missing_ok=True)
+        except OSError:
+            pass  # read-only folder: rebuilt in memory, not saved
+        return self.index(use_cache=False)
 
     def validate(self) -> list[EpisodeFormatError]:
         """Reads every file in full (ignores the index); returns what is wrong."""
@@ -129,17 +173,44 @@ class Dataset:
             raw = json.loads((self.root / INDEX_NAME).read_text())
             if raw.get("version") != INDEX_VERSION:
                 return {}
-            return {e["file"]: EpisodeSummary(**e) for e in raw["episodes"]}
-        except (OSError, ValueError, KeyError, TypeError):
+            entries = {e["file"]: EpisodeSummary(**e) for e in raw["episodes"]}
+            if not all(_typed(e) for e in entries.values()):
+                return {}
+            return entries
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return {}  # missing or damaged cache: rebuild from the files
 
     def _save_index(self, summaries: list[EpisodeSummary]) -> None:
         if not self.root.is_dir():
             return
         payload = {"version": INDEX_VERSION, "episodes": [s.__dict__ for s in summaries]}
-        tmp = self.root / f".{INDEX_NAME}.{os.getpid()}.partial"
-        tmp.write_text(json.dumps(payload, indent=1))
-        os.replace(tmp, self.root / INDEX_NAME)
+        try:
+            atomic_write_bytes(self.root / INDEX_NAME, json.dumps(payload, indent=1).encode())
+        except WriteError:
+            pass  # read-only folder or full disk: the index is a cache, work without it
+
+
+_FIELD_TYPES = {"str": str, "int": int, "float": (int, float)}
+
+
+def _typed(summary: EpisodeSummary) -> bool:
+    """A cached summary with the field types it declares (a hand-edited index is ignored)."""
+    for f in dataclasses.fields(summary):
+        value = getattr(summary, f.name)
+        if isinstance(value, bool) or not isinstance(value, _FIELD_TYPES[str(f.type)]):
+            return False
+    return True
+
+
+def _stat(path: Path):
+    """os.stat of an episode file; a dangling link, a link loop or an unreadable entry is an
+    EpisodeFormatError naming the file."""
+    try:
+        return path.stat()
+    except OSError as err:
+        if path.is_symlink():
+            read_episode(path)  # raises, naming the dangling link or the loop
+        raise EpisodeFormatError(path, None, f"cannot read ({err.strerror or err})") from err
 
 
 def category_counts(summaries: list[EpisodeSummary]) -> dict[str, int]:

@@ -14,15 +14,20 @@ place, so a crash never leaves a partial episode under a valid name.
 from __future__ import annotations
 
 import json
-import os
+import math
 import secrets
+import tokenize
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from fosp.errors import UserError
+from fosp.files import atomic_write, mkdir
 
 SCHEMA_VERSION = 1
 SUFFIX = ".npz"
@@ -46,9 +51,33 @@ OPTIONAL_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "oracle_cost": (np.dtype(np.float32), ()),
 }
 REQUIRED_METADATA = ("schema_version", "task", "layout_seed", "control_hz", "label_source")
+# Label bounds (docs/dataset.md "Validation"): SafeReach labels are 0 or 1 per step, and FOSP's
+# upper bounds (r_max = c_max = 1) assume it; a value outside [0, 1] is a defect of the file.
+LABEL_RANGE = (0.0, 1.0)
+LABEL_FIELDS = ("reward", "cost", "oracle_reward", "oracle_cost")
+MAX_LAYOUT_SEED = 2**63 - 1
+MAX_CONTROL_HZ = 10_000.0
+# Everything numpy (and Python's tokenizer under it, for the .npy header) raises for a damaged
+# member: a NUL byte in a header is ValueError on Python 3.11.2, SyntaxError or
+# tokenize.TokenError on 3.11.7 / 3.12; a header claiming a huge shape is MemoryError.
+PARSE_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    EOFError,
+    ValueError,
+    SyntaxError,
+    tokenize.TokenError,
+    TypeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    MemoryError,
+    UnicodeError,
+)
 
 
-class EpisodeFormatError(ValueError):
+class EpisodeFormatError(UserError, ValueError):
     """An episode file that cannot be used. Names the file and, where known, the field."""
 
     def __init__(self, path: str | Path, field: str | None, problem: str):
@@ -167,60 +196,41 @@ def episode_filename(metadata: dict[str, Any]) -> str:
     return f"episode-{compact}-{metadata.get('episode_id', secrets.token_hex(4))}{SUFFIX}"
 
 
+def _writer(episode: Episode):
+    payload = dict(episode.steps)
+    payload["metadata"] = np.asarray(json.dumps(episode.metadata, sort_keys=True))
+    return lambda f: np.savez_compressed(f, **payload)
+
+
 def write_episode(episode: Episode, directory: str | Path, filename: str | None = None) -> Path:
-    """Validate and write atomically; returns the final path. Never overwrites a file."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    """Validate and write atomically; returns the final path. Never overwrites a file. A failed
+    write (disk full) removes its temporary file and raises WriteError naming the path."""
+    directory = mkdir(directory)
     name = filename or episode_filename(episode.metadata)
     final = directory / name
     validate_episode(episode, final)
     if final.exists():
         raise FileExistsError(f"{final} exists; episodes are never overwritten")
-    tmp = directory / f".{name}.{os.getpid()}.partial"
-    payload = dict(episode.steps)
-    payload["metadata"] = np.asarray(json.dumps(episode.metadata, sort_keys=True))
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(directory)
-    return final
+    return atomic_write(final, _writer(episode))
 
 
 def replace_episode(episode: Episode, path: str | Path) -> Path:
     """Atomically rewrite an existing episode file (e.g. after relabelling)."""
     path = Path(path)
     validate_episode(episode, path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    payload = dict(episode.steps)
-    payload["metadata"] = np.asarray(json.dumps(episode.metadata, sort_keys=True))
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return atomic_write(path, _writer(episode))
 
 
 def read_episode(path: str | Path) -> Episode:
     """The one reader. Raises EpisodeFormatError naming the file and the field on any defect."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        try:
+            target = path.readlink()
+        except OSError:
+            target = "?"
+        problem = "symbolic link loop" if _is_loop(path) else f"dangling symbolic link to {target}"
+        raise EpisodeFormatError(path, None, problem)
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = set(archive.files)
@@ -237,11 +247,15 @@ def read_episode(path: str | Path) -> Episode:
         raise
     except FileNotFoundError:
         raise
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
-        raise EpisodeFormatError(path, None, f"not a readable episode file ({err})") from err
+    except PARSE_ERRORS as err:
+        raise EpisodeFormatError(
+            path, None, f"not a readable episode file ({_one_line(err)})"
+        ) from err
     try:
+        if raw_meta.shape != () or raw_meta.dtype.kind != "U":
+            raise ValueError(f"a {raw_meta.dtype} array of shape {raw_meta.shape}, not a string")
         metadata = json.loads(str(raw_meta))
-    except json.JSONDecodeError as err:
+    except (ValueError, RecursionError) as err:
         raise EpisodeFormatError(path, "metadata", f"not valid JSON ({err})") from err
     if not isinstance(metadata, dict):
         raise EpisodeFormatError(path, "metadata", "must be a JSON object")
@@ -253,26 +267,77 @@ def read_episode(path: str | Path) -> Episode:
 def _load_field(archive, name: str, path: Path) -> np.ndarray:
     try:
         return archive[name]
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
-        raise EpisodeFormatError(path, name, f"unreadable (truncated or corrupt: {err})") from err
+    except PARSE_ERRORS as err:
+        problem = f"unreadable (truncated or corrupt: {_one_line(err)})"
+        raise EpisodeFormatError(path, name, problem) from err
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _is_loop(path: Path) -> bool:
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:  # Python 3.11: "Symlink loop"
+        return True
+    except OSError as err:
+        return err.errno == 40  # ELOOP
+    return False
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _validate_metadata(meta: dict[str, Any], path: str | Path) -> None:
+    for key in REQUIRED_METADATA:
+        if key not in meta:
+            raise EpisodeFormatError(path, f"metadata.{key}", "missing")
+    version = meta["schema_version"]
+    if not _is_int(version) or version != SCHEMA_VERSION:
+        raise EpisodeFormatError(
+            path,
+            "metadata.schema_version",
+            f"is {version!r}, this reader understands {SCHEMA_VERSION}",
+        )
+    if not isinstance(meta["task"], str) or not meta["task"]:
+        raise EpisodeFormatError(path, "metadata.task", f"{meta['task']!r} is not a task name")
+    seed = meta["layout_seed"]
+    if not _is_int(seed) or not 0 <= seed <= MAX_LAYOUT_SEED:
+        raise EpisodeFormatError(
+            path, "metadata.layout_seed", f"{seed!r} is not an integer in [0, 2**63 - 1]"
+        )
+    hz = meta["control_hz"]
+    if not _is_number(hz) or not 0 < hz <= MAX_CONTROL_HZ:
+        raise EpisodeFormatError(
+            path, "metadata.control_hz", f"{hz!r} is not a rate in (0, {MAX_CONTROL_HZ:g}] Hz"
+        )
+    if not isinstance(meta["label_source"], str) or meta["label_source"] not in LABEL_SOURCES:
+        raise EpisodeFormatError(
+            path, "metadata.label_source", f"{meta['label_source']!r} not in {LABEL_SOURCES}"
+        )
+    for key in ("status", "episode_id", "operator", "env", "started_at", "finished_at"):
+        if key in meta and not isinstance(meta[key], str):
+            raise EpisodeFormatError(path, f"metadata.{key}", f"{meta[key]!r} is not a string")
+    if "label_delay_steps" in meta:
+        delay = meta["label_delay_steps"]
+        if not _is_int(delay) or delay < 0:
+            raise EpisodeFormatError(
+                path, "metadata.label_delay_steps", f"{delay!r} is not a non-negative integer"
+            )
 
 
 def validate_episode(episode: Episode, path: str | Path = "<memory>") -> None:
     """Schema, shapes, dtypes, finiteness and flag consistency; raises EpisodeFormatError."""
-    meta = episode.metadata
-    for key in REQUIRED_METADATA:
-        if key not in meta:
-            raise EpisodeFormatError(path, f"metadata.{key}", "missing")
-    if meta["schema_version"] != SCHEMA_VERSION:
-        raise EpisodeFormatError(
-            path,
-            "metadata.schema_version",
-            f"is {meta['schema_version']!r}, this reader understands {SCHEMA_VERSION}",
-        )
-    if meta["label_source"] not in LABEL_SOURCES:
-        raise EpisodeFormatError(
-            path, "metadata.label_source", f"{meta['label_source']!r} not in {LABEL_SOURCES}"
-        )
+    if not isinstance(episode.metadata, dict):
+        raise EpisodeFormatError(path, "metadata", "must be a JSON object")
+    _validate_metadata(episode.metadata, path)
     steps = episode.steps
     n = None
     for name, (dtype, shape) in {**STEP_FIELDS, **OPTIONAL_FIELDS}.items():
@@ -300,6 +365,13 @@ def validate_episode(episode: Episode, path: str | Path = "<memory>") -> None:
         raise EpisodeFormatError(path, "is_last", "must be true on the final row only")
     if steps["is_terminal"][:-1].any():
         raise EpisodeFormatError(path, "is_terminal", "may only be true on the final row")
+    lo, hi = LABEL_RANGE
+    for name in LABEL_FIELDS:
+        if name in steps and ((steps[name] < lo) | (steps[name] > hi)).any():
+            row = int(np.flatnonzero((steps[name] < lo) | (steps[name] > hi))[0])
+            raise EpisodeFormatError(
+                path, name, f"row {row} is {steps[name][row]:g}, outside [{lo:g}, {hi:g}]"
+            )
     for name in ("reward", "cost"):
         if steps[name][0] != 0:
             raise EpisodeFormatError(path, name, "row 0 must be 0 (no action led to it)")

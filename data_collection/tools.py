@@ -19,6 +19,8 @@ import numpy as np
 
 from data_collection.dataset import Dataset, EpisodeSummary
 from data_collection.episode import EpisodeFormatError, read_episode
+from fosp.errors import UserError
+from fosp.files import atomic_write, atomic_write_bytes, mkdir
 
 SPLIT_BY = ("layout", "episode", "category", "task")
 MANIFEST = "split.json"
@@ -49,7 +51,7 @@ class CopyReport:
 def copy_episode(src: Path, directory: Path, link: bool = False) -> str:
     """Copy (or hard-link) one episode into `directory` without ever overwriting.
     Returns "copied", "identical" or "conflict"."""
-    directory.mkdir(parents=True, exist_ok=True)
+    mkdir(directory)
     final = directory / src.name
     if final.exists():
         return "identical" if filecmp.cmp(src, final, shallow=False) else "conflict"
@@ -61,22 +63,15 @@ def copy_episode(src: Path, directory: Path, link: bool = False) -> str:
             return copy_episode(src, directory)  # lost a race: compare
         except OSError:
             pass  # another file system: copy instead
-    tmp = directory / f".{src.name}.{os.getpid()}.partial"
     try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-            fout.flush()
-            os.fsync(fout.fileno())
-        os.link(tmp, final)  # atomic and exclusive: FileExistsError instead of overwriting
+        with open(src, "rb") as fin:
+            # hard-linked into place: FileExistsError instead of overwriting; a failed write
+            # (disk full) removes its temporary file and raises WriteError naming the path
+            atomic_write(
+                final, lambda fout: shutil.copyfileobj(fin, fout, 1 << 20), overwrite=False
+            )
     except FileExistsError:
         return "identical" if filecmp.cmp(src, final, shallow=False) else "conflict"
-    finally:
-        tmp.unlink(missing_ok=True)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
     return "copied"
 
 
@@ -100,13 +95,16 @@ def merge(out: str | Path, sources: list[str | Path], link: bool = False) -> Cop
     `out` with the same name and bytes are skipped; same name, different bytes (one copy was
     relabelled) is a conflict, reported and left alone."""
     out = Path(out)
-    report = CopyReport()
-    for src in sources:
-        src = Path(src)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: the output is a file, not a dataset folder")
+    srcs = [Path(src) for src in sources]
+    for src in srcs:  # every source checked before anything is created
         if not src.is_dir():
-            raise FileNotFoundError(f"{src}: no such dataset folder")
-        if src.resolve() == out.resolve():
-            raise ValueError(f"{src} is the output folder")
+            raise UserError(f"{src}: no such dataset folder")
+        if out.exists() and src.resolve() == out.resolve():
+            raise UserError(f"{src} is the output folder; merge into a different folder")
+    report = CopyReport()
+    for src in srcs:
         report.add(_copy_checked(Dataset(src).episode_paths(), out, link))
     Dataset(out).index()
     return report
@@ -121,15 +119,12 @@ def split_groups(
             category so the held-out part keeps the dataset's category mix;
     episode: "train"/"heldout", episodes held out at random, per category;
     category / task: one group per value."""
-    if by not in SPLIT_BY:
-        raise ValueError(f"--by must be one of {SPLIT_BY}")
+    check_split_args(by, holdout)
     if by in ("category", "task"):
         groups: dict[str, list[str]] = defaultdict(list)
         for s in summaries:
             groups[s.category if by == "category" else s.task].append(s.file)
         return dict(groups)
-    if not 0.0 < holdout < 1.0:
-        raise ValueError("--holdout must be a fraction in (0, 1)")
     rng = np.random.default_rng(seed)
     units: dict[tuple, list[EpisodeSummary]] = defaultdict(list)
     for s in summaries:
@@ -161,9 +156,19 @@ def split(
 ) -> tuple[dict[str, list[str]], CopyReport]:
     """Split dataset `src` into sub-datasets out/<group>/ and write out/split.json."""
     src, out = Path(src), Path(out)
+    check_split_args(by, holdout)
+    if not src.is_dir():
+        raise UserError(f"{src}: no such dataset folder")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    if out.exists() and out.resolve() == src.resolve():
+        raise UserError(f"--out {out} is the dataset being split; choose another folder")
     summaries, errors = Dataset(src).index()
     if errors:
-        raise RuntimeError(f"{src} has unreadable episodes; run `fosp dataset validate {src}`")
+        raise UserError(
+            f"{src} has {len(errors)} unreadable episode file(s), first {errors[0]}; "
+            f"run `fosp dataset validate {src}`"
+        )
     groups = split_groups(summaries, by, holdout, seed)
     report = CopyReport()
     for name, files in groups.items():
@@ -176,8 +181,13 @@ def split(
         "seed": seed,
         "groups": groups,
     }
-    tmp = out / f".{MANIFEST}.{os.getpid()}.partial"
-    out.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / MANIFEST)
+    mkdir(out)
+    atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=1).encode())
     return groups, report
+
+
+def check_split_args(by: str, holdout: float) -> None:
+    if by not in SPLIT_BY:
+        raise UserError(f"--by must be one of {', '.join(SPLIT_BY)}, got {by!r}")
+    if by in ("layout", "episode") and not 0.0 < holdout < 1.0:
+        raise UserError(f"--holdout must be a fraction in (0, 1), got {holdout:g}")

@@ -5,13 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fosp import args as types
+from fosp.errors import UserError
+
+# Error types of other packages that mean a user mistake: (module, class). Looked up only in
+# modules already imported (an error cannot come from a module that was never loaded).
+_FOREIGN_USER_ERRORS = (("policy.replay", "ReplayError"), ("robot.task_spec", "TaskSpecError"))
+
 
 def build_parser() -> argparse.ArgumentParser:
     from data_collection import cli as data_cli
     from policy import cli as policy_cli
     from robot import cli as robot_cli
 
-    parser = argparse.ArgumentParser(
+    parser = types.Parser(
         prog="fosp",
         description="Safe offline-to-online RL (FOSP) on a Franka Panda or its MuJoCo stand-in: "
         "collect and label SafeReach episodes, train, finetune, evaluate.",
@@ -22,15 +29,23 @@ def build_parser() -> argparse.ArgumentParser:
     policy_cli.register(sub)
     demo = sub.add_parser("demo", help="the end-to-end job of `make demo`")
     demo.add_argument("--out", default="out/demo", help="output folder")
-    demo.add_argument("--episodes", type=int, default=200, help="paper-mix dataset size")
+    demo.add_argument(
+        "--episodes", type=types.positive_int, default=200, help="paper-mix dataset size"
+    )
     demo.add_argument("--dataset", help="reuse this dataset folder (skips collection)")
     demo.add_argument("--checkpoint", help="reuse this pretrained run (skips pretraining)")
-    demo.add_argument("--pretrain-steps", type=int, default=1000, help="small preset steps")
-    demo.add_argument("--task", default="unseen-1", help="unseen task to finetune on")
-    demo.add_argument("--tests", type=int, default=20, help="test episodes before / after")
-    demo.add_argument("--finetune-episodes", type=int, default=10)
-    demo.add_argument("--updates-per-episode", type=int, default=20)
-    demo.add_argument("--seed", type=int, default=10_000, help="first test episode's seed")
+    demo.add_argument(
+        "--pretrain-steps", type=types.positive_int, default=1000, help="small preset steps"
+    )
+    demo.add_argument(
+        "--task", type=types.task, default="unseen-1", help="unseen task to finetune on"
+    )
+    demo.add_argument(
+        "--tests", type=types.positive_int, default=20, help="test episodes before / after"
+    )
+    demo.add_argument("--finetune-episodes", type=types.positive_int, default=10)
+    demo.add_argument("--updates-per-episode", type=types.positive_int, default=20)
+    demo.add_argument("--seed", type=types.seed, default=10_000, help="first test episode's seed")
     demo.set_defaults(func=_demo)
     return parser
 
@@ -41,6 +56,25 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def is_user_error(err: BaseException) -> bool:
+    """A mistake in the input (shown as one line), as opposed to a bug (keeps its traceback)."""
+    if isinstance(err, UserError):
+        return True
+    for module, name in _FOREIGN_USER_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(err, cls):
+            return True
+    return False
+
+
+def command_name(args: argparse.Namespace) -> str:
+    parts = [args.command]
+    for sub in ("sim_command", "dataset_command"):
+        if getattr(args, sub, None):
+            parts.append(getattr(args, sub))
+    return " ".join(parts)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -49,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if not is_user_error(err):
+            raise
+        types.say(command_name(args), str(err))
+        return 2
 
 
 if __name__ == "__main__":

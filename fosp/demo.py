@@ -22,13 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
+from fosp.errors import UserError
+from fosp.files import mkdir
+
 
 def run_demo(args: argparse.Namespace) -> int:
     from policy.train import set_threads
 
     set_threads()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_demo_args(args)
+    mkdir(out)
     start = time.perf_counter()
     stage_t = start
 
@@ -116,6 +120,20 @@ def run_demo(args: argparse.Namespace) -> int:
     print(markdown(summary))
     print(f"demo wall time: {time.perf_counter() - start:.0f} s")
     return 0
+
+
+def check_demo_args(args: argparse.Namespace) -> None:
+    """Everything `run_demo` is given, checked before it creates anything."""
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file, not a folder")
+    if args.dataset and not Path(args.dataset).is_dir():
+        raise UserError(f"--dataset {args.dataset}: no such dataset folder")
+    if args.checkpoint:
+        from policy import checkpoint as ckpt
+
+        ckpt.read_config(args.checkpoint)  # CheckpointError naming what is missing
+        if not (Path(args.checkpoint) / ckpt.CHECKPOINT).is_file():
+            raise UserError(f"--checkpoint {args.checkpoint}: no {ckpt.CHECKPOINT} in it")
 
 
 def write_scene_grid(path: Path) -> Path:

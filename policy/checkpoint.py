@@ -3,19 +3,28 @@
 A run folder holds `config.json` (the resolved config), `checkpoint.pt` (latest) and
 `metrics.jsonl` / TensorBoard events. A checkpoint carries the model, optimisers, Lagrangian
 state, every RNG and the step, so `--resume` continues exactly where it stopped.
+
+A checkpoint holds only tensors and plain containers (dicts, lists, tuples, numbers, strings) and
+is loaded with `torch.load(..., weights_only=True)`: a file with any other Python object (a pickle
+payload that would run code) is refused, never executed. The keys a use needs are checked on load
+and a missing one is named.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
+import pickle
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fosp.errors import UserError
+from fosp.files import atomic_write_bytes as _atomic_write_bytes
 from policy.config import Config
 
 CHECKPOINT = "checkpoint.pt"
@@ -23,25 +32,30 @@ CONFIG = "config.json"
 DATASET_JSON = "dataset.json"
 FORMAT = 1
 
+# What each use of a checkpoint reads from it (dotted: nested keys); a missing one is named.
+AGENT_KEYS = (
+    "architecture",
+    "agent",
+    "agent.modules",
+    "agent.optimizers",
+    "agent.lagrangian",
+    "agent.step",
+)
+TRAINING_KEYS = (*AGENT_KEYS, "rng", "rng.python", "rng.torch", "replay", "replay.generator")
+FINETUNE_KEYS = (*TRAINING_KEYS, "expansion", "expansion.generator", "applied")
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used here (missing, corrupt, or from another config)."""
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that cannot be used here (missing, corrupt, unsafe, or from another
+    config)."""
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # make the rename itself durable
-    finally:
-        os.close(fd)
+    """Atomic write (fosp.files); the folder is created. Failure: WriteError naming the path."""
+    from fosp.files import mkdir
+
+    mkdir(Path(path).parent)
+    _atomic_write_bytes(path, data)
 
 
 def write_config(run: str | Path, cfg: Config) -> None:
@@ -69,8 +83,12 @@ def read_config(run: str | Path) -> Config:
         return Config.from_dict(json.loads(path.read_text()))
     except FileNotFoundError as err:
         raise CheckpointError(f"{path} not found: is {run} a training run folder?") from err
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{path} is not a valid config: {err}") from err
+    except IsADirectoryError as err:
+        raise CheckpointError(f"{path} is a folder, not a config file") from err
+    except OSError as err:
+        raise CheckpointError(f"cannot read {path}: {err.strerror or err}") from err
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # JSON, fields, types
+        raise CheckpointError(f"{path} is not a valid config: {err!r}") from err
 
 
 def rng_state() -> dict[str, Any]:
@@ -84,10 +102,24 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
+    python = state["python"]  # (version, 625 ints, gauss); tuples come back as saved
+    random.setstate((python[0], tuple(python[1]), python[2]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextmanager
+def restoring(path: str | Path) -> Iterator[None]:
+    """Around `load_state_dict` calls on a loaded checkpoint: a state that does not fit (wrong
+    shapes, missing entries) becomes a one-line CheckpointError naming the file."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+        if isinstance(err, UserError):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: cannot restore the saved state ({first})") from err
 
 
 def save(run: str | Path, cfg: Config, payload: dict[str, Any]) -> Path:
@@ -100,24 +132,43 @@ def save(run: str | Path, cfg: Config, payload: dict[str, Any]) -> Path:
     return path
 
 
-def load(path: str | Path, cfg: Config | None = None, map_location="cpu") -> dict[str, Any]:
-    """Load a checkpoint file (or the one in a run folder); with `cfg`, check it was made for the
-    same architecture and name the first difference if not."""
+def load(
+    path: str | Path,
+    cfg: Config | None = None,
+    map_location="cpu",
+    keys: tuple[str, ...] = AGENT_KEYS,
+) -> dict[str, Any]:
+    """Load a checkpoint file (or the one in a run folder) without running any code in it;
+    check it has `keys` (dotted for nested ones) and, with `cfg`, that it was made for the same
+    architecture (naming the first difference if not)."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT
-    if not path.exists():
+    if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused: it holds Python objects other than tensors and plain containers "
+            "(a checkpoint may not run code; only load files you trust)"
+        ) from err
     except Exception as err:  # torch raises many types for a corrupt file
-        raise CheckpointError(f"{path} is not a readable checkpoint: {err}") from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint: {first}") from err
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a FOSP checkpoint (format {FORMAT})")
+    for key in keys:
+        node: Any = state
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise CheckpointError(f"{path}: missing key '{key}' (incomplete checkpoint)")
+            node = node[part]
     if cfg is not None and state["architecture"] != cfg.architecture():
-        diff = _first_difference(state["architecture"], cfg.architecture())
+        arch = state["architecture"]
+        diff = _first_difference(arch, cfg.architecture()) if isinstance(arch, dict) else ""
         raise CheckpointError(
-            f"{path} was written for another config ({diff}); "
+            f"{path} was written for another config ({diff or 'architecture'}); "
             "use the run's own config.json or start a new run"
         )
     return state

@@ -4,23 +4,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+from pathlib import Path
+
+from fosp import args as types
+from fosp.errors import UserError
 
 
 def register(sub) -> None:
     train = sub.add_parser("train", help="offline FOSP training on a dataset folder")
     train.add_argument("--dataset", required=True, help="dataset folder of episodes")
-    train.add_argument("--preset", default="small", help="paper | small | tiny")
-    train.add_argument("--steps", type=int, required=True, help="total gradient steps")
+    train.add_argument("--preset", default="small", choices=["paper", "small", "tiny"])
+    train.add_argument(
+        "--steps", type=types.positive_int, required=True, help="total gradient steps"
+    )
     train.add_argument("--out", required=True, help="run folder (config, checkpoint, metrics)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--device", help="auto | cpu | cuda")
-    train.add_argument("--batch", type=int)
-    train.add_argument("--length", type=int)
-    train.add_argument("--checkpoint-every", type=int)
-    train.add_argument("--log-every", type=int)
+    train.add_argument("--seed", type=types.seed)
+    train.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    train.add_argument("--batch", type=types.positive_int)
+    train.add_argument("--length", type=types.positive_int)
+    train.add_argument("--checkpoint-every", type=types.positive_int)
+    train.add_argument("--log-every", type=types.positive_int)
     train.add_argument("--no-progress", action="store_true")
+    train.add_argument(
+        "--skip-bad-files",
+        action="store_true",
+        help="leave out episode files that fail validation, each named on stderr "
+        "(default: one bad file refuses the dataset)",
+    )
     train.set_defaults(func=_train)
 
     ev = sub.add_parser(
@@ -30,18 +41,29 @@ def register(sub) -> None:
     )
     ev.add_argument("mode", nargs="?", choices=["table3"], help="table3: the finetuning protocol")
     ev.add_argument("--checkpoint", required=True, help="run folder or checkpoint file")
-    ev.add_argument("--task", default="train", help="train | unseen-1 | unseen-2 | unseen-3")
-    ev.add_argument("--episodes", type=int, default=20)
-    ev.add_argument("--seed", type=int, default=10_000)
+    ev.add_argument(
+        "--task", type=types.task, default="train", help="train | unseen-1 | unseen-2 | unseen-3"
+    )
+    ev.add_argument("--episodes", type=types.positive_int, default=20)
+    ev.add_argument("--seed", type=types.seed, default=10_000)
     ev.add_argument("--sample", action="store_true", help="sample actions (default: the mean)")
     ev.add_argument("--json", help="also write the result as JSON here")
     t3 = ev.add_argument_group("table3")
-    t3.add_argument("--tasks", default="unseen-1,unseen-2,unseen-3", help="comma separated")
-    t3.add_argument("--tests", type=int, default=20, help="test episodes before / after")
-    t3.add_argument("--finetune-episodes", type=int, default=40)
-    t3.add_argument("--seeds", type=int, default=3)
-    t3.add_argument("--strategies", default="pex", help="pex,direct")
-    t3.add_argument("--updates-per-episode", type=int, default=40)
+    t3.add_argument(
+        "--tasks",
+        type=types.task_list,
+        default="unseen-1,unseen-2,unseen-3",
+        help="comma separated",
+    )
+    t3.add_argument(
+        "--tests", type=types.positive_int, default=20, help="test episodes before / after"
+    )
+    t3.add_argument("--finetune-episodes", type=types.positive_int, default=40)
+    t3.add_argument("--seeds", type=types.positive_int, default=3)
+    t3.add_argument(
+        "--strategies", type=types.choice_list("pex", "direct"), default="pex", help="pex,direct"
+    )
+    t3.add_argument("--updates-per-episode", type=types.positive_int, default=40)
     t3.add_argument("--dataset", help="offline dataset (default: the one the run was trained on)")
     t3.add_argument("--out", default="out/table3", help="table3 output folder")
     ev.set_defaults(func=_eval)
@@ -50,16 +72,22 @@ def register(sub) -> None:
         "finetune", help="few-shot online finetuning with safe policy expansion (FOSP §4.3)"
     )
     ft.add_argument("--env", choices=["sim", "ros"], default="sim")
-    ft.add_argument("--task", default="unseen-1", help="sim task (--env sim)")
+    ft.add_argument("--task", type=types.task, default="unseen-1", help="sim task (--env sim)")
     ft.add_argument("--checkpoint", required=True, help="pretrained run folder")
     ft.add_argument("--dataset", help="offline dataset (default: the one the run was trained on)")
-    ft.add_argument("--episodes", type=int, default=40, help="online episodes in total")
-    ft.add_argument("--updates-per-episode", type=int, default=40, help="K gradient steps")
+    ft.add_argument(
+        "--episodes", type=types.positive_int, default=40, help="online episodes in total"
+    )
+    ft.add_argument(
+        "--updates-per-episode", type=types.positive_int, default=40, help="K gradient steps"
+    )
     ft.add_argument("--out", required=True, help="finetune run folder (resumes if it exists)")
     ft.add_argument("--strategy", choices=["pex", "direct"], default="pex")
     ft.add_argument("--init", choices=["scratch", "copy"], default="scratch", help="new actor")
-    ft.add_argument("--inv-temperature", type=float, default=10.0, help="1/alpha of eq. 21")
-    ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument(
+        "--inv-temperature", type=types.positive_float, default=10.0, help="1/alpha of eq. 21"
+    )
+    ft.add_argument("--seed", type=types.seed, default=0)
     ft.add_argument("--namespace", default="/fosp", help="ROS namespace (--env ros)")
     ft.add_argument(
         "--labels",
@@ -68,67 +96,83 @@ def register(sub) -> None:
         help="ros: env = the sim backend's labels, labeler = the operator labels each episode "
         "in the labeler window (auto: env when the backend labels, else labeler)",
     )
-    ft.add_argument("--deadline", type=float, help="s per inference before the arm holds")
+    ft.add_argument(
+        "--deadline", type=types.positive_float, help="s per inference before the arm holds"
+    )
     ft.set_defaults(func=_finetune)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from policy.checkpoint import CheckpointError
     from policy.config import resolve
-    from policy.replay import ReplayError
     from policy.train import set_threads, train
 
     set_threads()
-    try:
-        cfg = resolve(
-            args.preset,
-            seed=args.seed,
-            device=args.device,
-            batch=args.batch,
-            length=args.length,
-            checkpoint_every=args.checkpoint_every,
-            log_every=args.log_every,
-        )
-        last = train(args.dataset, args.out, cfg, args.steps, args.resume, not args.no_progress)
-    except (CheckpointError, ReplayError, ValueError) as err:
-        print(f"fosp train: error: {err}", file=sys.stderr)
-        return 2
+    cfg = resolve(
+        args.preset,
+        seed=args.seed,
+        device=args.device,
+        batch=args.batch,
+        length=args.length,
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+    )
+    last = train(
+        args.dataset,
+        args.out,
+        cfg,
+        args.steps,
+        args.resume,
+        not args.no_progress,
+        skip_bad_files=args.skip_bad_files,
+    )
     keys = ("wm/loss", "lagrange/lambda_p", "ref/u_mean", "rate/cost_true", "rate/cost_pred")
     print(" ".join(f"{k}={last[k]:.4g}" for k in keys if k in last))
+    if args.skip_bad_files:
+        print(f"skipped {last['data/skipped_files']} bad episode file(s) (named on stderr)")
     print(f"checkpoint: {args.out}/checkpoint.pt")
     return 0
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _writable_file(flag: str, path: str) -> None:
+    """An output file we will write at the end: checked before the (long) work starts."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{flag} {path} is a folder, not a file")
+    if not p.parent.is_dir():
+        raise UserError(f"{flag} {path}: folder {p.parent} does not exist")
 
-    from policy.checkpoint import CheckpointError
+
+def _eval(args: argparse.Namespace) -> int:
+    from policy import checkpoint as ckpt
     from policy.evaluate import evaluate
     from policy.train import load_agent, set_threads
 
     set_threads()
     run = Path(args.checkpoint)
     run = run.parent if run.is_file() else run
+    if args.json:
+        _writable_file("--json", args.json)
     if args.mode == "table3":
         from policy.table3 import table3_cli
 
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise UserError(f"--out {args.out} is a file, not a folder")
+        if args.dataset and not Path(args.dataset).is_dir():
+            raise UserError(f"--dataset {args.dataset}: no such dataset folder")
+        ckpt.load(run, ckpt.read_config(run))  # before anything is created
         return table3_cli(args, run)
-    try:
-        agent = load_agent(run)
-        result = evaluate(agent, args.task, args.episodes, args.seed, not args.sample, True)
-    except CheckpointError as err:
-        print(f"fosp eval: error: {err}", file=sys.stderr)
-        return 2
+    agent = load_agent(run)
+    result = evaluate(agent, args.task, args.episodes, args.seed, not args.sample, True)
     print(result.line())
     if args.json:
-        Path(args.json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        from fosp.files import atomic_write_bytes
+
+        atomic_write_bytes(args.json, (json.dumps(result.to_dict(), indent=2) + "\n").encode())
     return 0
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from policy.checkpoint import CheckpointError
     from policy.config import FinetuneConfig
-    from policy.replay import ReplayError
     from policy.train import set_threads
 
     set_threads()
@@ -160,8 +204,8 @@ def _finetune(args: argparse.Namespace) -> int:
                 labels=args.labels,
                 deadline=args.deadline,
             )
-    except (CheckpointError, ReplayError, ValueError) as err:
-        print(f"fosp finetune: error: {err}", file=sys.stderr)
+    except ValueError as err:  # CheckpointError, ReplayError, EpisodeFormatError, bad values
+        types.say("finetune", str(err))
         return 2
     s = tuner.summary()
     print(

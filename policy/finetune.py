@@ -156,9 +156,10 @@ class Finetuner:
     ):
         self.out, self.task, self.log = Path(out), task, log or (lambda _: None)
         meta_path = self.out / FINETUNE_JSON
+        _check_out(self.out, run, dataset)
         resume = (self.out / ckpt.CHECKPOINT).exists()
         if resume:
-            meta = json.loads(meta_path.read_text())
+            meta = _read_meta(meta_path)
             if meta["task"] != task:
                 raise ckpt.CheckpointError(f"{out} finetunes task {meta['task']!r}, not {task!r}")
             fcfg = FinetuneConfig(**meta["finetune"])
@@ -175,17 +176,19 @@ class Finetuner:
         seed_everything(fcfg.seed)
         self.agent = FOSPAgent(self.cfg, dev)
         if not resume:
-            self.agent.load_full_state(ckpt.load(run, self.cfg, map_location=dev)["agent"])
+            with ckpt.restoring(Path(run) / ckpt.CHECKPOINT):
+                self.agent.load_full_state(ckpt.load(run, self.cfg, map_location=dev)["agent"])
         self.expansion = PolicyExpansion(self.agent, fcfg)  # freezes the loaded offline actor
         self.replay = Replay.from_dataset(dataset, self.cfg.train.length, dev, seed=fcfg.seed)
         self.applied: list[str] = []
         if resume:
-            state = ckpt.load(self.out, self.cfg, map_location=dev)
-            self.agent.load_full_state(state["agent"])
-            self.expansion.load_state_dict(state["expansion"])
-            self.replay.load_state_dict(state["replay"])
-            ckpt.set_rng_state(state["rng"])
-            self.applied = list(state["applied"])
+            state = ckpt.load(self.out, self.cfg, map_location=dev, keys=ckpt.FINETUNE_KEYS)
+            with ckpt.restoring(self.out / ckpt.CHECKPOINT):
+                self.agent.load_full_state(state["agent"])
+                self.expansion.load_state_dict(state["expansion"])
+                self.replay.load_state_dict(state["replay"])
+                ckpt.set_rng_state(state["rng"])
+                self.applied = [str(name) for name in state["applied"]]
         else:
             self.out.mkdir(parents=True, exist_ok=True)
             ckpt.write_config(self.out, self.cfg)
@@ -287,6 +290,31 @@ class Finetuner:
             "successes": sum(s for s, _ in self.outcomes),
             "violations": sum(v for _, v in self.outcomes),
         }
+
+
+def _check_out(out: Path, run: str | Path, dataset: str | Path | None) -> None:
+    """A finetune run folder may not be a file, the pretrained run or the dataset."""
+    if out.exists() and not out.is_dir():
+        raise ckpt.CheckpointError(f"--out {out} is a file, not a finetune run folder")
+    for other, what in ((run, "the pretrained run (--checkpoint)"), (dataset, "the dataset")):
+        if other is not None and out.exists() and out.resolve() == Path(other).resolve():
+            raise ckpt.CheckpointError(f"--out {out} is {what}; choose a new folder")
+    if (out / ckpt.CHECKPOINT).exists() and not (out / FINETUNE_JSON).exists():
+        raise ckpt.CheckpointError(
+            f"--out {out} holds a training run, not a finetune run; choose a new folder"
+        )
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(path.read_text())
+        for key in ("task", "finetune", "dataset", "source"):
+            meta[key]  # noqa: B018 - named if missing
+        return meta
+    except OSError as err:
+        raise ckpt.CheckpointError(f"cannot read {path}: {err.strerror or err}") from err
+    except (ValueError, KeyError, TypeError) as err:
+        raise ckpt.CheckpointError(f"{path} is not a valid finetune record: {err!r}") from err
 
 
 def finetune_sim(
