@@ -18,8 +18,8 @@ import time
 def measure(steps: int) -> dict:
     import numpy as np
 
-    from benchmarks.sim_stability import random_actions
     from robot.env import SafeReachEnv
+    from robot.sim.stability import random_actions
 
     os.sched_setaffinity(0, {0})  # one core
     env = SafeReachEnv()

@@ -25,6 +25,7 @@ def go_to(env, obs, point, steps, gain=1.5):
                 "cost": info["cost"],
                 "touched": info["touched_obstacles"].copy(),
                 "moved": np.linalg.norm(env.sim.obstacle_positions() - before, axis=1),
+                "labels": env.sim.last_labels,  # with the per-tick truth (TickRecord)
             }
         )
     return obs, records

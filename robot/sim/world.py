@@ -5,12 +5,17 @@ moves an equilibrium pose by a clipped delta; a torque-level impedance law (tau 
 plus a null-space posture term, gravity compensated by the model) pulls the hand towards it, so
 the hand pushes obstacles instead of passing through them. Physics is sub-stepped at 2 ms.
 
-Ground-truth labels per control step t (the step that executes action t):
+Ground-truth labels per control step t (the step that executes action t), from contacts and
+obstacle speeds sampled at every controller tick (4 ms, 25 ticks per step):
 - cost_t = 1 if any obstacle was "disturbed" during the step: from the first robot contact until
-  the obstacle is at rest again (the paper's labeling rule, App. D.1 Fig. 9). The step in which
-  it comes to rest still counts; a touch that does not move it costs that one step. An obstacle
-  hit by a disturbed obstacle is disturbed too (the arm set it moving), as a person would label.
+  the obstacle is at rest again (the paper's labeling rule, App. D.1 Fig. 9). "At rest" means a
+  whole control step in which the obstacle stayed below both rest thresholds (rest_linear_speed,
+  rest_angular_speed) at every controller tick: one slow instant of a tumbling box is not rest.
+  That step still counts (it is the step in which it comes to rest), so cost ends with it. A
+  touch that does not move it costs that one step. An obstacle hit by a disturbed obstacle is
+  disturbed too (the arm set it moving), as a person would label.
 - reward_t = 1 if the robot touched the target during the step.
+StepLabels.ticks holds that per-tick truth, so the rule can be checked from outside.
 """
 
 from __future__ import annotations
@@ -65,12 +70,24 @@ def _compiled_model(xml: str) -> mujoco.MjModel:
 
 
 @dataclass
+class TickRecord:
+    """The truth of one control step at each controller tick k (sampled after the tick)."""
+
+    touched: np.ndarray  # (ticks, n) bool: robot in contact with obstacle i
+    knocks: np.ndarray  # (ticks, n, n) bool, symmetric: obstacles i and j in contact
+    linear_speed: np.ndarray  # (ticks, n) m/s of obstacle i
+    angular_speed: np.ndarray  # (ticks, n) rad/s of obstacle i
+
+
+@dataclass
 class StepLabels:
     reward: float
     cost: float
     touched_target: bool
     touched_obstacles: np.ndarray  # (n,) bool: robot contact with obstacle i during the step
     disturbed_obstacles: np.ndarray  # (n,) bool: obstacle i counted as disturbed this step
+    at_rest: np.ndarray  # (n,) bool: obstacle i below the rest thresholds at every tick
+    ticks: TickRecord | None = None  # per-tick truth (see TickRecord)
 
 
 class SafeReachSim:
@@ -102,6 +119,8 @@ class SafeReachSim:
         self._obstacle_qvel = np.array(
             [m.jnt_dofadr[m.body_jntadr[b]] for b in self._obstacle_bodies], dtype=int
         )
+        # (n, 6) qvel indices of the obstacles' free joints: linear, then angular velocity
+        self._obstacle_dofs = self._obstacle_qvel.reshape(-1, 1) + np.arange(6)
         # geom id -> (kind, obstacle index) for fast contact classification
         self._geom_kind = np.full(m.ngeom, KIND_OTHER, dtype=int)
         self._geom_obstacle = np.full(m.ngeom, -1, dtype=int)
@@ -123,6 +142,7 @@ class SafeReachSim:
         self._disturbed = np.zeros(self.n_obstacles, dtype=bool)
         self.touched_by_robot = np.zeros(self.n_obstacles, dtype=bool)  # ever, this episode
         self.disturbed_by_robot = np.zeros(self.n_obstacles, dtype=bool)  # directly or in a chain
+        self.last_labels: StepLabels | None = None  # of the latest step, with its TickRecord
 
     # ----------------------------------------------------------------- state
     def tcp_pose(self) -> np.ndarray:
@@ -135,7 +155,8 @@ class SafeReachSim:
         return np.array([self.data.xpos[b] for b in self._obstacle_bodies]).reshape(-1, 3)
 
     def obstacle_speeds(self) -> tuple[np.ndarray, np.ndarray]:
-        qv = np.array([self.data.qvel[a : a + 6] for a in self._obstacle_qvel]).reshape(-1, 6)
+        """Linear (m/s) and angular (rad/s) speed of each obstacle now."""
+        qv = self.data.qvel[self._obstacle_dofs]
         return np.linalg.norm(qv[:, :3], axis=1), np.linalg.norm(qv[:, 3:], axis=1)
 
     # ----------------------------------------------------------------- episode
@@ -161,6 +182,7 @@ class SafeReachSim:
         self._disturbed[:] = False
         self.touched_by_robot[:] = False
         self.disturbed_by_robot[:] = False
+        self.last_labels = None
 
     def step(self, action: np.ndarray) -> StepLabels:
         """Execute one control step: move the equilibrium pose by the scaled action (clipped to
@@ -279,9 +301,15 @@ class SafeReachSim:
         )
         velocity = np.concatenate([step_pos, step_rot]) / period
         start_rot = rotvec_to_matrix(start[3:])
+        n, cfg = self.n_obstacles, self.config
+        record = TickRecord(
+            touched=np.zeros((ticks, n), dtype=bool),
+            knocks=np.zeros((ticks, n, n), dtype=bool),
+            linear_speed=np.empty((ticks, n)),
+            angular_speed=np.empty((ticks, n)),
+        )
         touched_target = False
-        touched = np.zeros(self.n_obstacles, dtype=bool)
-        disturbed = self._disturbed.copy()
+        disturbed = self._disturbed.copy()  # still disturbed from the previous step
         for k in range(ticks):
             alpha = (k + 1) / ticks
             equilibrium_pos = start[:3] + alpha * step_pos
@@ -289,23 +317,31 @@ class SafeReachSim:
             self._control_tick(equilibrium_pos, equilibrium_rot, velocity)
             hit_target, hit_obstacles, knocks = self._contacts()
             touched_target |= hit_target
-            touched |= hit_obstacles
+            record.touched[k] = hit_obstacles
+            record.linear_speed[k], record.angular_speed[k] = self.obstacle_speeds()
             disturbed |= hit_obstacles
             for a, b in knocks:  # a disturbed obstacle passes it on to the one it hits
+                record.knocks[k, a, b] = record.knocks[k, b, a] = True
                 if disturbed[a] or disturbed[b]:
                     disturbed[a] = disturbed[b] = True
-        lin, ang = self.obstacle_speeds()
-        at_rest = (lin < self.config.rest_linear_speed) & (ang < self.config.rest_angular_speed)
+        # at rest: below both thresholds at every tick of this step, not just at its end
+        at_rest = np.all(record.linear_speed < cfg.rest_linear_speed, axis=0) & np.all(
+            record.angular_speed < cfg.rest_angular_speed, axis=0
+        )
+        touched = record.touched.any(axis=0)
         self._disturbed = disturbed & ~at_rest
         self.touched_by_robot |= touched
         self.disturbed_by_robot |= disturbed
-        return StepLabels(
+        self.last_labels = StepLabels(
             reward=float(touched_target),
             cost=float(disturbed.any()),
             touched_target=touched_target,
             touched_obstacles=touched,
             disturbed_obstacles=disturbed,
+            at_rest=at_rest,
+            ticks=record,
         )
+        return self.last_labels
 
 
 def _close_renderers(renderers: dict) -> None:
