@@ -63,35 +63,76 @@ def _services():
     return rosgraph.Master("/fosp_tests").getSystemState()[2]
 
 
+def planned_actions(layout_seed: int, rng: np.random.Generator, push: bool) -> np.ndarray:
+    """80 actions planned on an in-process env: wander over the whole task area above the
+    obstacles, then down to the table in front of them (x < 0.4), with noise on every axis.
+    With `push`, the last 22 steps drive into an obstacle instead of waiting there."""
+    plan = SafeReachEnv()
+    obs, _ = plan.reset(options={"layout_seed": layout_seed})
+    high = plan.sim.limits.workspace.high[2]  # fingertips 4.5 cm above the obstacle tops
+    legs = [((*rng.uniform([0.38, -0.12], [0.62, 0.12]), high), 9) for _ in range(4)]
+    y = rng.uniform(-0.1, 0.1)
+    legs += [((0.38, y, high), 8), ((0.38, y, 0.04), 14)]
+    if push:
+        ob = plan.sim.layout.obstacle_xy[0]
+        legs += [((0.38, ob[1], 0.04), 7), ((ob[0] + 0.01, ob[1], 0.04), 15)]
+    else:
+        legs += [((0.38, y, 0.04), 22)]
+    actions = []
+    for point, steps in legs:
+        for _ in range(steps):
+            a = np.zeros(6)
+            a[:3] = 1.5 * (np.asarray(point) - obs["pose"][:3]) / LIMITS.step.max_translation
+            a[3:] = -obs["pose"][3:] / LIMITS.step.max_rotation
+            a = np.clip(a + rng.uniform(-0.25, 0.25, 6), -1, 1).astype(np.float32)
+            obs, *_ = plan.step(a)
+            actions.append(a)
+    plan.close()
+    return np.asarray(actions)
+
+
 def test_full_episodes_over_ros_match_the_in_process_env(sim_env_no_watchdog):
+    """The same actions through ROS and in process agree to 1e-5 while nothing is touched. A
+    contact is chaotic in MuJoCo (a 1e-12 difference between the two runs, or another CPU's
+    arithmetic, grows into another push), so after the first touch only the labels of that step
+    are compared."""
     env, _ = sim_env_no_watchdog
     ref = SafeReachEnv()
     rng = np.random.default_rng(0)
-    for episode in range(2):
-        actions = rng.uniform(-1, 1, (80, 6)).astype(np.float32)
-        actions[:, :3] = np.clip(actions[:, :3] + [0.4, 0.0, -0.5], -1, 1)  # head for the table
+    for episode, push in enumerate((False, True)):
+        actions = planned_actions(100 + episode, rng, push)
+        assert actions.shape == (80, 6)
         obs, info = env.reset(options={"layout_seed": 100 + episode})
         ref_obs, _ = ref.reset(options={"layout_seed": 100 + episode})
         assert env.observation_space.contains(obs)
         assert info["layout_seed"] == 100 + episode
         np.testing.assert_allclose(obs["pose"], ref_obs["pose"], atol=1e-6)
-        costs = []
+        first_touch = None
         for t in range(80):
             obs, reward, terminated, truncated, info = env.step(actions[t])
             ref_obs, ref_reward, _, _, ref_info = ref.step(actions[t])
             assert env.observation_space.contains(obs)
             assert obs["image"].shape == (64, 64, 3) and obs["image"].dtype == np.uint8
+            assert info["labels_source"] == "sim"
+            assert not terminated and truncated == (t == 79)
+            if first_touch is not None:
+                continue
             # the same physics, the same clipping (the safety filter = the sim's own limits)
             np.testing.assert_allclose(obs["pose"], ref_obs["pose"], atol=1e-5)
             assert np.mean(np.abs(obs["image"].astype(int) - ref_obs["image"])) < 1.0
             assert reward == ref_reward and info["cost"] == ref_info["cost"]
             assert info["touched_target"] == ref_info["touched_target"]
-            assert info["labels_source"] == "sim"
-            assert not terminated and truncated == (t == 79)
-            costs.append(info["cost"])
-        assert info["success"] == ref_info["success"]
-        assert info["violation"] == ref_info["violation"]
-        assert obs["pose"][2] < 0.1  # it really moved down
+            np.testing.assert_array_equal(info["touched_obstacles"], ref_info["touched_obstacles"])
+            if ref_info["touched_obstacles"].any() or ref_info["touched_target"]:
+                first_touch = t
+                assert info["cost"] == 1  # the first touch costs, over ROS too
+        if push:  # the push reached the obstacle; that step is cost in both
+            assert first_touch is not None and first_touch >= 58, first_touch
+            assert info["violation"] and ref_info["violation"]
+        else:  # the motion made no contact at all: compared over the whole episode
+            assert first_touch is None
+            assert not info["violation"] and not info["success"]
+            assert obs["pose"][2] < 0.1  # it really moved down
     timing = np.asarray(env.timing)
     assert len(timing) == 160
     # fresh observations come within the control period (the median, robust to a loaded
