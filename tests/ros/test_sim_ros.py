@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
@@ -148,14 +149,16 @@ def test_watchdog_holds_when_commands_stop_and_estop_latches(sim_env, wait):
     sub = rospy.Subscriber("/fosp/events", String, lambda m: events.append(json.loads(m.data)))
     time.sleep(0.3)  # subscription up
     for _ in range(5):
+        before_last = rospy.Time.now().to_sec()  # the last command is sent after this
         env.step(np.array([1, 0, 0, 0, 0, 0], np.float32))
-    last_command = rospy.Time.now().to_sec() - env.period  # step() returned one period after it
     wait(lambda: any(e["event"] == "watchdog_hold" for e in events), 2.0, "watchdog hold")
     hold = next(e for e in events if e["event"] == "watchdog_hold")
-    silence = hold["stamp"] - last_command
-    # 200 ms timeout, 10 ms watchdog tick; the upper bound leaves room for a loaded machine
-    # (benchmarks/ros_loop.py measures it: ~201-211 ms)
-    assert 0.19 <= silence <= 0.2 + 0.2, silence
+    # never early: 200 ms after the last command at least (a late step() cannot fail this)
+    assert hold["stamp"] - before_last >= 0.2, hold["stamp"] - before_last
+    # the silence the node measured: from 200 ms, plus its 10 ms tick woken late on a loaded
+    # machine (benchmarks/ros_loop.py measures it: ~201-211 ms)
+    silence = float(re.search(r"no command for ([0-9.]+) s", hold["detail"]).group(1))
+    assert 0.2 <= silence <= 0.2 + 0.3, hold
     # while held, the simulated world keeps running and publishing at the control rate
     _, _, _, _, info = env.step(np.zeros(6, np.float32))
     # e-stop: latched, commands have no effect, observations keep coming (the arm holds)
