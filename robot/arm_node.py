@@ -222,11 +222,14 @@ class ArmNode:
                     rospy.logerr("arm_node: %s failed: %s", what, exc)
                     result = (False, f"{what} failed: {exc}")
                 reply.put(result)
-            data = self._take_action()
-            if data is not None:
-                self._handle_action(data)
-            self._watchdog()
-            self._backend_events()
+            try:
+                data = self._take_action()
+                if data is not None:
+                    self._handle_action(data)
+                self._watchdog()
+                self._backend_events()
+            except Exception as exc:  # never let the loop die: the node would look alive
+                rospy.logerr_throttle(1.0, f"arm_node: loop error: {exc!r}")
             if time.monotonic() - last_status > 1.0:
                 self._publish_status()
                 last_status = time.monotonic()
@@ -238,30 +241,43 @@ class ArmNode:
         return pose
 
     def _handle_action(self, data: list[float]) -> None:
-        with self.lock:  # the latch check (in command) and the send are one step
+        with self.lock:  # the latch check (in command) and the issue are one step
             measured = self.backend.measured_pose()
             if measured is None:
                 rospy.logwarn_throttle(2.0, "arm_node: command dropped, no measured pose yet")
                 return
             decision = self.filter.command(data, measured)
-            if decision.pose is not None:
-                self._send(decision.pose, "command")
-                return
-        if decision.kind == "rejected":
+            pending = self._issue(decision.pose, "command") if decision.pose is not None else None
+        if decision.pose is not None:
+            self._simulate(pending)
+        elif decision.kind == "rejected":
             rospy.logwarn_throttle(1.0, f"arm_node: rejected command: {decision.reason}")
         else:
             rospy.logwarn_throttle(2.0, f"arm_node: command dropped: {decision.reason}")
 
-    def _send(self, pose: np.ndarray, kind: str) -> None:
-        """Under the lock: one pose to the backend and its outputs (so that everything a command
-        produced is out before a stop is answered)."""
-        result = self.backend.send(pose)
+    def _issue(self, pose: np.ndarray, kind: str) -> tuple | None:
+        """Under the lock: a pose goes out, stamped now on commanded_pose. The real arm gets it
+        at once; the simulated world runs its control period in _simulate(), outside the lock
+        (a stop answered meanwhile holds from the next period on, as a real arm would)."""
         now = rospy.Time.now()
         self.pub_commanded.publish(rc.pose6_to_msg(pose, now))
-        if self.backend.steps_physics:
-            self.last_step_time = time.monotonic()
-            self.step_count += 1
-            self._publish_sim(now, result, kind)
+        if not self.backend.steps_physics:
+            self.backend.send(pose)
+            return None
+        return pose, now, kind
+
+    def _simulate(self, pending: tuple | None) -> None:
+        if pending is None:
+            return
+        pose, stamp, kind = pending
+        result = self.backend.send(pose)
+        self.last_step_time = time.monotonic()
+        self.step_count += 1
+        self._publish_sim(stamp, result, kind)
+
+    def _send(self, pose: np.ndarray, kind: str) -> None:
+        """Issue and (sim) simulate at once: for the loop thread's own moves (reset, holds)."""
+        self._simulate(self._issue(pose, kind))
 
     def _publish_sim(self, stamp: rospy.Time, labels: Any, kind: str) -> None:
         backend = self.backend
@@ -276,20 +292,23 @@ class ArmNode:
             self.pub_labels.publish(rc.json_msg(payload))
 
     def _watchdog(self) -> None:
+        pending = None
         with self.lock:
             measured = self.backend.measured_pose()
             if measured is None:
                 return
             decision = self.filter.tick(measured)
             if decision is not None:
-                self._send(decision.pose, "hold")
+                pending = self._issue(decision.pose, "hold")
             elif (
                 self.backend.steps_physics
+                and self.filter.commanded is not None
                 and (self.filter.held or self.filter.estopped)
                 and time.monotonic() - self.last_step_time >= self.period
             ):
                 # the simulated world does not stop while the arm is held
-                self._send(self.filter.commanded, "hold")
+                pending = self._issue(self.filter.commanded, "hold")
+        self._simulate(pending)
         if decision is not None:
             self._event("watchdog_hold", decision.reason)
 
@@ -497,6 +516,9 @@ def build(params: dict[str, Any], node: list) -> tuple[ArmBackend, SafetyFilter]
 
 
 def main(argv: list[str] | None = None) -> int:
+    # the loop thread's Python (the simulator's controller) must not keep a stop's service
+    # thread waiting for the GIL for the default 5 ms per switch
+    sys.setswitchinterval(0.0005)
     rospy.init_node("arm_node", argv=argv if argv is not None else sys.argv)
     params = read_params()
     node: list[ArmNode] = []  # filled below; the franka state callback publishes through it

@@ -172,8 +172,7 @@ class SafetyFilter:
         command starts from the held pose. Returns whether an e-stop was latched."""
         with self.lock:
             was = self.estopped
-            self.estopped = False
-            self.held = True
+            self.estopped = False  # `held` stays as the e-stop left it
             self.last_command_time = None
             return was
 

@@ -44,10 +44,14 @@ class SimBackend:
         return 1.0 / self.sim.limits.step.control_hz
 
     def measured_pose(self) -> np.ndarray:
-        return self.sim.tcp_pose()
+        """The pose after the last control period (a snapshot: safe to read from any thread,
+        also while send() is stepping the world)."""
+        return self._pose.copy()
 
     def send(self, pose: np.ndarray) -> StepLabels:
-        return self.sim.step_to(pose)
+        labels = self.sim.step_to(pose)
+        self._pose = np.array(self.sim.tcp_pose(), dtype=np.float64)
+        return labels
 
     def hold(self, pose: np.ndarray | None) -> None:
         """Nothing to do: physics runs only inside send() (one control period each), so the next
@@ -57,6 +61,7 @@ class SimBackend:
         if layout_seed is None:
             layout_seed = int(self.rng.integers(2**31 - 1))
         self.sim.reset(self.task.sample_layout(int(layout_seed)))
+        self._pose = np.array(self.sim.tcp_pose(), dtype=np.float64)
         return {"layout_seed": int(layout_seed), "task": self.task.name}
 
     def image(self) -> np.ndarray:

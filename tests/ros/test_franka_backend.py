@@ -41,6 +41,7 @@ class FrankaStandIn:
         self.pose = start_pose.copy()
         self.target = start_pose.copy()
         self.mode = 2  # move
+        self.follow = True  # False: the arm does not follow its equilibrium pose (blocked)
         self.reflex_errors: list[str] = []
         self.commands: list[tuple[float, PoseStamped]] = []
         self.recovery_goals = 0
@@ -65,7 +66,7 @@ class FrankaStandIn:
 
     def _tick(self, _event) -> None:
         with self.lock:
-            if self.mode == 2:
+            if self.mode == 2 and self.follow:
                 self.pose = self.pose + 0.3 * (self.target - self.pose)
             msg = self.FrankaState()
             msg.header.stamp = rospy.Time.now()
@@ -294,3 +295,71 @@ def test_the_ros_env_runs_an_episode_on_the_real_stack(franka, wait):
     assert truncated and not terminated
     assert np.median(env.latency) < env.period  # fresh data within the period
     env.close()
+
+
+def test_estop_interrupts_a_walk_home_of_an_arm_that_does_not_follow(franka, wait):
+    """reset walks home one pose per period; an arm that does not follow keeps it walking (up to
+    home_timeout). The e-stop is answered within 50 ms anyway, the walk ends, nothing but the
+    hold pose reaches the arm after the answer, and reset refuses until the release."""
+    stand_in, events, node = franka
+    far = np.array([0.60, 0.10, 0.05, 0.0, 0.0, 0.0])
+    with stand_in.lock:
+        stand_in.pose, stand_in.target, stand_in.follow = far.copy(), far.copy(), False
+    time.sleep(0.1)
+    reset = rospy.ServiceProxy(f"{NS}/reset", Trigger)
+    replies: list = []
+    walker = threading.Thread(target=lambda: replies.append(reset()), daemon=True)
+    n = len(stand_in.commands)
+    walker.start()
+    try:
+        wait(lambda: len(stand_in.commands) >= n + 3, 5, "the walk home under way")
+        t0 = time.perf_counter()
+        answer = rospy.ServiceProxy(f"{NS}/estop", Trigger)()
+        latency = time.perf_counter() - t0
+        answered = rospy.Time.now().to_sec()
+        walker.join(timeout=5)
+        assert replies and not replies[0].success, replies
+        assert "interrupted" in replies[0].message and "release" in replies[0].message
+        time.sleep(0.3)
+        with stand_in.lock:
+            after = [rc.msg_to_pose6(m) for _, m in stand_in.commands if
+                     m.header.stamp.to_sec() > answered]  # fmt: skip
+            walked = [rc.msg_to_pose6(m) for _, m in stand_in.commands[n:]]
+        assert answer.success and latency < 0.05, latency
+        assert any(np.linalg.norm(p[:3] - far[:3]) > 0.01 for p in walked)  # it was walking
+        for pose in after:  # nothing but the hold pose (where the arm is) after the answer
+            np.testing.assert_allclose(pose, LIMITS.clip_pose(far), atol=1e-6)
+        refused = reset()
+        assert not refused.success and "release" in refused.message
+        print(f"walk-home e-stop answered in {1000 * latency:.1f} ms")
+    finally:
+        with stand_in.lock:
+            stand_in.follow = True
+        rospy.ServiceProxy(f"{NS}/release_estop", Trigger)()
+
+
+def test_franka_motion_is_limited_per_control_period(franka, wait):
+    """franka_ros follows every message: a saturated 100 Hz stream must move the equilibrium no
+    faster than the 10 Hz limits imply (0.2 m/s per axis), not 2 cm per message."""
+    stand_in, events, node = franka
+    assert rospy.ServiceProxy(f"{NS}/reset", Trigger)().success
+    pub = rospy.Publisher(f"{NS}/action", Float32MultiArray, queue_size=10)
+    wait(lambda: pub.get_num_connections() > 0, 5, "action subscriber")
+    n = len(stand_in.commands)
+    t_end = time.monotonic() + 0.8
+    while time.monotonic() < t_end:
+        _publish(pub, [1, 0, 0, 0, 0, 0])  # +x at full speed, 100 Hz (home x 0.40 -> <= 0.6)
+        time.sleep(0.01)
+    time.sleep(0.1)
+    with stand_in.lock:
+        sent = [(m.header.stamp.to_sec(), rc.msg_to_pose6(m)) for _, m in stand_in.commands[n:]]
+    pub.unregister()
+    assert len(sent) > 40  # the messages were forwarded, not dropped
+    duration = sent[-1][0] - sent[0][0]
+    moved = sent[-1][1][0] - sent[0][1][0]
+    speed = moved / duration
+    limit = LIMITS.step.max_translation * LIMITS.step.control_hz  # 0.2 m/s
+    print(f"franka equilibrium at 100 Hz: {speed:.3f} m/s (limit {limit} m/s)")
+    # the budget allows RATE_BURST steps ahead of the rate: over 0.8 s at most ~20 % more
+    assert moved <= (duration * LIMITS.step.control_hz + 1.5) * LIMITS.step.max_translation
+    assert speed > 0.5 * limit  # it did move at about the allowed speed

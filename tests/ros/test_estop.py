@@ -1,0 +1,162 @@
+"""The operator's stop always wins, on sim.launch under a real roscore: the e-stop is answered
+within 50 ms and nothing the policy sent runs after the answer, whatever the command rate;
+reset never clears it; a wrong or malformed action message is reported, not dropped silently."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import rospy
+from std_msgs.msg import Float32MultiArray, String
+from std_srvs.srv import Trigger
+
+from robot import ros_contract as rc
+from robot.stop_timing import (
+    CommandedPoses,
+    estop_once,
+    poses_differing,
+    release_and_reset,
+    stream_argv,
+    stream_rate,
+)
+
+NS = "/fosp_stop"
+LATENCY_BOUND = 0.05  # s, the spec: service call -> answer
+
+
+def _services() -> set[str]:
+    import rosgraph
+
+    return {s for s, _ in rosgraph.Master("/fosp_tests").getSystemState()[2]}
+
+
+@pytest.fixture(scope="module")
+def stop_arm(ros, wait):
+    launch = ros.start(
+        "sim_launch_stop",
+        ["roslaunch", "fosp_robot", "sim.launch", f"ns:={NS.strip('/')}", "seed:=1"],
+    )
+    wait(lambda: f"{NS}/release_estop" in _services(), 60, "arm_node services", launch, ros)
+    pub = rospy.Publisher(rc.name(NS, rc.ACTION), Float32MultiArray, queue_size=100)
+    commanded = CommandedPoses(NS)
+    wait(lambda: pub.get_num_connections() > 0, 10, "arm_node subscribed to the actions")
+    release_and_reset(NS)
+    yield pub, commanded, launch
+    commanded.close()
+    pub.unregister()
+    ros.stop(launch)
+
+
+def _service(name: str) -> Trigger:
+    return rospy.ServiceProxy(rc.name(NS, name), Trigger)
+
+
+def _status() -> dict:
+    return json.loads(rospy.wait_for_message(rc.name(NS, rc.STATUS), String, timeout=5).data)
+
+
+@pytest.mark.parametrize("hz", [10, 100, 1000, 5000])
+def test_estop_answers_fast_and_nothing_runs_after_it(stop_arm, ros, wait, python, hz):
+    """The policy streams actions from its own process; the operator's e-stop (this process)
+    is answered within 50 ms, and every pose sent after the answer is the one hold pose."""
+    _, commanded, _ = stop_arm
+    stream = ros.start(f"stream_{hz}", stream_argv(python, NS, hz))
+    results = []
+    try:
+        wait(lambda: "STREAMING" in ros.log(stream), 30, "the command stream", stream, ros)
+        for _ in range(2):
+            time.sleep(0.4)  # the stream is running, arm_node is executing it
+            start = rospy.Time.now().to_sec()
+            result = estop_once(NS, commanded, settle=0.3)
+            results.append(result)
+            assert "release_estop" in result.answer
+            assert result.moved_after == 0, (hz, result)  # nothing moved after the answer
+            assert result.holds_after >= 1  # the simulated world kept running, held
+            assert poses_differing(commanded.after(start - 0.4)) > 2  # it was moving before
+            release_and_reset(NS)
+    finally:
+        ros.stop(stream)
+    print(
+        f"{hz} Hz (achieved {stream_rate(ros.log(stream)):.0f}): e-stop answered in "
+        + ", ".join(f"{1000 * r.latency_s:.1f} ms" for r in results)
+    )
+    assert max(r.latency_s for r in results) < LATENCY_BOUND, results
+
+
+def test_reset_never_clears_the_estop(stop_arm, wait):
+    pub, commanded, _ = stop_arm
+    assert _service(rc.ESTOP)().success
+    reset = _service(rc.RESET)()
+    assert not reset.success and "release" in reset.message  # says what to do
+    assert _status()["estopped"]
+    answered = rospy.Time.now().to_sec()
+    for _ in range(10):  # commands stay dropped
+        pub.publish(rc.action_to_msg(np.array([1, 1, 0, 0, 0, 0], np.float32)))
+        time.sleep(0.02)
+    time.sleep(0.2)
+    assert poses_differing(commanded.after(answered)) == 0
+    assert _status()["estopped"]
+    # hold after an e-stop keeps the latch; only the release clears it
+    assert _service(rc.HOLD)().success
+    assert _status()["estopped"]
+    release = _service(rc.RELEASE)()
+    assert release.success and "released" in release.message
+    wait(lambda: not _status()["estopped"], 3, "e-stop released")
+    assert _service(rc.RESET)().success
+    start = rospy.Time.now().to_sec()
+    for _ in range(5):
+        pub.publish(rc.action_to_msg(np.array([1, 1, 0, 0, 0, 0], np.float32)))
+        time.sleep(0.05)
+    wait(lambda: poses_differing(commanded.after(start)) > 0, 3, "moving again")
+
+
+CHILD_MALFORMED = """
+import sys, time, rospy
+from std_msgs.msg import Float32MultiArray
+
+class Malformed(Float32MultiArray):  # the right type and md5sum, bytes that do not parse
+    def serialize(self, buff):
+        buff.write(b"\\x07\\x00")
+
+rospy.init_node("malformed_publisher")
+pub = rospy.Publisher(sys.argv[1], Malformed, queue_size=10)
+while not rospy.is_shutdown():
+    pub.publish(Malformed())
+    time.sleep(0.05)
+"""
+
+
+def test_wrong_and_malformed_messages_are_logged_and_counted(stop_arm, ros, wait, python):
+    pub, commanded, launch = stop_arm
+    topic = rc.name(NS, rc.ACTION)
+    before = _status()["message_errors"]
+    wrong = ros.start("wrong_type", ["rostopic", "pub", "-r", "20", topic, "std_msgs/String", "x"])
+    bad = ros.start("malformed", [python, "-c", CHILD_MALFORMED, topic])
+    try:
+
+        def counted():
+            status = _status()
+            errors = status["message_errors"]
+            return (
+                errors["wrong_type"] > before["wrong_type"]
+                and errors["malformed"] > before["malformed"]
+                and status
+            )
+
+        status = wait(counted, 20, "both bad publishers counted in the status")
+        culprits = " ".join(f"{k} {v}" for k, v in status["bad_publishers"].items())
+        assert "malformed_publisher" in culprits and "std_msgs/String" in culprits
+        log = ros.log(launch)
+        assert "dropped a message on /fosp_stop/action" in log
+        # the good publisher still drives the arm
+        start = rospy.Time.now().to_sec()
+        for _ in range(5):
+            pub.publish(rc.action_to_msg(np.array([0, -1, 0, 0, 0, 0], np.float32)))
+            time.sleep(0.05)
+        wait(lambda: poses_differing(commanded.after(start)) > 0, 3, "good commands still run")
+    finally:
+        ros.stop(wrong)
+        ros.stop(bad)
