@@ -96,3 +96,76 @@ def test_collect_over_ros(ros_robot, tmp_path):
     # the keyboard teleop moved the (simulated) arm over ROS
     moved = max(np.abs(e.steps["pose"][:, :3] - e.steps["pose"][0, :3]).max() for e in episodes)
     assert moved > 0.05
+
+
+CHILD_ESTOP = """
+import json, sys, time
+sys.path.insert(0, {here!r})
+import rospy
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+from scripted_ui import Plan, ScriptedUI
+from data_collection.teleop import window
+from data_collection.teleop.base import RealClock
+
+
+class StopUI(ScriptedUI):
+    '''The operator presses the e-stop at step 20 of the first take, waits ~1.5 s looking at the
+    stopped window (the arm must stay latched: nobody else releases it), then presses y.'''
+
+    estop_done = False
+    stopped_views = 0
+    latched_while_waiting = None
+
+    def show(self, frame, view=None):
+        if view is not None and view.phase == "record" and view.step == 20 and not self.estop_done:
+            self.estop_done = True
+            print("ESTOP", rospy.ServiceProxy("/fosp/estop", Trigger)().success, flush=True)
+        if view is not None and view.phase == "stopped":
+            self.stopped_views += 1
+            if self.stopped_views == 15:
+                status = json.loads(rospy.wait_for_message("/fosp/status", String, 5).data)
+                self.latched_while_waiting = status["estopped"]
+                self._keys.append("y")
+            self.frames += 1
+            self.phases.append(view.phase)
+            return
+        super().show(frame, view)
+
+
+ui = StopUI("train", RealClock(), [Plan(review="k")])
+window.CvWindow = lambda title: ui
+from fosp.cli import main
+code = main(["collect", "--env", "ros", "--out", {out!r}, "--episodes", "1", "--seed", "5",
+             "--teleop", "keyboard", "--countdown", "0.3", "--operator", "script"])
+print("STOPPED_VIEWS", ui.stopped_views, "LATCHED", ui.latched_while_waiting, flush=True)
+sys.exit(code)
+"""
+
+
+def test_collect_over_ros_estop_stops_marks_and_waits_for_the_release(ros_robot, tmp_path):
+    """An e-stop mid-take: the take ends, is stored marked in <out>/interrupted (not in the
+    dataset), the collector waits with the e-stop latched until the operator's key y releases
+    it, then records the layout again."""
+    env, _ = ros_robot
+    out = tmp_path / "ds_estop"
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD_ESTOP.format(here=str(HERE), out=str(out))],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    text = child.stdout[-3000:] + child.stderr[-3000:]
+    assert child.returncode == 0, text
+    assert "ESTOP True" in child.stdout and "LATCHED True" in child.stdout, text
+    assert "stored as interrupted" in child.stdout, text
+    kept = [e for _, e in Dataset(out).episodes()]
+    assert len(kept) == 1 and kept[0].num_actions == 80
+    assert kept[0].metadata.get("status", "complete") == "complete"
+    stopped = [e for _, e in Dataset(out / "interrupted").episodes()]
+    assert len(stopped) == 1, text
+    meta = stopped[0].metadata
+    assert meta["interrupted"] == "estop" and meta["status"] == "aborted"
+    assert stopped[0].num_actions < 80 and meta["layout_seed"] == kept[0].metadata["layout_seed"]

@@ -71,3 +71,79 @@ def test_deadline_miss_holds_the_arm(roscore, pretrained, offline_data, tmp_path
     assert "deadline miss" in log and "misses 80" in log
     # the arm node really held: its pose never moved
     assert np.allclose(ep.steps["pose"], ep.steps["pose"][0], atol=2e-3)
+
+
+OPERATOR = """
+import json, os, signal, sys, time
+from xmlrpc.client import ServerProxy
+import rosgraph, rospy
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+
+ns = sys.argv[1]
+rospy.init_node("operator", anonymous=True)
+resets, step = [0], [0]
+def on_event(msg):
+    if json.loads(msg.data)["event"] == "reset":
+        resets[0] += 1
+def on_labels(msg):
+    step[0] = json.loads(msg.data)["step"]
+rospy.Subscriber(f"{ns}/events", String, on_event)
+rospy.Subscriber(f"{ns}/labels", String, on_labels)
+def status():
+    return json.loads(rospy.wait_for_message(f"{ns}/status", String, 5).data)
+def at_step(take, n):
+    while not (resets[0] == take and step[0] >= n):
+        time.sleep(0.01)
+# take 1 of episode 0: the operator's e-stop at step 15; the node must stop and wait
+at_step(1, 15)
+print("ESTOP", rospy.ServiceProxy(f"{ns}/estop", Trigger)().success, flush=True)
+time.sleep(2.0)
+print("WAITING", status()["estopped"], resets[0], flush=True)  # still latched, no reset
+print("RELEASE", rospy.ServiceProxy(f"{ns}/release_estop", Trigger)().success, flush=True)
+# take 1 of episode 1 (reset 3): arm_node stalls 1.5 s (stopped), the observation goes stale
+at_step(3, 15)
+uri = rosgraph.Master("/operator").lookupNode(f"{ns}/arm_node")
+pid = ServerProxy(uri).getPid("/operator")[2]
+os.kill(pid, signal.SIGSTOP)
+time.sleep(1.5)
+os.kill(pid, signal.SIGCONT)
+print("STALLED", pid, flush=True)
+rospy.spin()
+"""
+
+
+def test_policy_node_stops_on_estop_and_rerecords_a_stalled_episode(
+    roscore, pretrained, offline_data, tmp_path
+):
+    """deploy.launch with an operator: an e-stop mid-episode ends it (stored marked, never
+    trained on) and the node waits, latched, for the release; a 1.5 s stall of arm_node drops
+    the take and records the episode again, without a traceback."""
+    import sys
+
+    from data_collection.dataset import Dataset
+    from policy.policy_node import INTERRUPTED_DIR
+
+    out = tmp_path / "ros_stop"
+    operator = roscore.start("operator", [sys.executable, "-c", OPERATOR, "/ft_stop"])
+    try:
+        log = deploy(roscore, "ft_stop", pretrained, offline_data, out, 2)
+    finally:
+        roscore.stop(operator)
+    said = roscore.log_of("operator")
+    assert "ESTOP True" in said and "RELEASE True" in said and "STALLED" in said, said + log
+    assert "WAITING True 1" in said, said  # latched for 2 s, no reset meanwhile: it waited
+    assert "ARM STOPPED (estop" in log and "stored as interrupted" in log, log
+    assert "recording it again" in log and "Traceback" not in log, log
+    assert "policy_node done: 2 episodes" in log, log
+    files = online_files(out)
+    assert len(files) == 2 and ckpt.load(out)["applied"] == [p.name for p in files]
+    for path in files:
+        ep = Dataset(out / "online").read(path)
+        assert ep.num_actions == 80 and "interrupted" not in ep.metadata
+    (stopped,) = [e for _, e in Dataset(out / INTERRUPTED_DIR).episodes()]
+    assert stopped.metadata["interrupted"] == "estop" and stopped.metadata["status"] == "aborted"
+    assert stopped.num_actions < 80
+    # the interrupted take is the same layout as the kept episode 0, and is not in the replay
+    ep0 = Dataset(out / "online").read(files[0])
+    assert stopped.metadata["layout_seed"] == ep0.metadata["layout_seed"]
