@@ -93,3 +93,23 @@ def test_cli_finetune_and_table3(pretrained, offline_data, tmp_path, capsys):
     assert (
         main(["eval", "--checkpoint", str(pretrained), "--task", "train", "--episodes", "1"]) == 0
     )
+
+
+def test_finetune_over_ros_without_a_master_fails_fast_and_creates_nothing(
+    pretrained, tmp_path, monkeypatch, capsys
+):
+    import time
+
+    from robot.ros_processes import free_port
+
+    monkeypatch.setenv("ROS_MASTER_URI", f"http://127.0.0.1:{free_port()}")
+    out = tmp_path / "no_master"
+    t0 = time.monotonic()
+    code = main(
+        ["finetune", "--env", "ros", "--checkpoint", str(pretrained), "--out", str(out),
+         "--episodes", "1"]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and time.monotonic() - t0 < 10
+    assert len(err.splitlines()) == 1 and "no ROS master at" in err, err
+    assert "Traceback" not in err and not out.exists()
