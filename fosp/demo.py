@@ -131,9 +131,8 @@ def check_demo_args(args: argparse.Namespace) -> None:
     if args.checkpoint:
         from policy import checkpoint as ckpt
 
-        ckpt.read_config(args.checkpoint)  # CheckpointError naming what is missing
-        if not (Path(args.checkpoint) / ckpt.CHECKPOINT).is_file():
-            raise UserError(f"--checkpoint {args.checkpoint}: no {ckpt.CHECKPOINT} in it")
+        # CheckpointError naming what is missing, damaged or unsafe
+        ckpt.load(args.checkpoint, ckpt.read_config(args.checkpoint))
 
 
 def write_scene_grid(path: Path) -> Path:

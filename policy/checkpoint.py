@@ -16,6 +16,7 @@ import io
 import json
 import pickle
 import random
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -147,8 +148,15 @@ def load(
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. "pickle protocol 4": the file is refused anyway
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        rest = str(err).partition("WeightsUnpickler error:")[2].strip()
+        detail = rest.splitlines()[0].strip() if rest else ""
+        if "global" not in detail.lower():  # damaged bytes, not a forbidden object
+            first = detail or " ".join(str(err).split()[:12])
+            raise CheckpointError(f"{path} is not a readable checkpoint: {first}") from err
         raise CheckpointError(
             f"{path}: refused: it holds Python objects other than tensors and plain containers "
             "(a checkpoint may not run code; only load files you trust)"

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import tokenize
 import zipfile
 
 import numpy as np
@@ -204,3 +205,187 @@ def test_kill_during_writes_leaves_only_complete_files(tmp_path):
     for path in files:
         read_episode(path)  # every valid-named file is complete
     assert Dataset(out).validate() == []
+
+
+def _put_nul_in_header(path, member):
+    """Rewrite `member`.npy of the archive with a NUL byte inside its header dict (same length,
+    so the file is otherwise intact): the damage numpy meets in a corrupted header."""
+    with zipfile.ZipFile(path) as z:
+        members = {info.filename: z.read(info) for info in z.infolist()}
+    raw = members[f"{member}.npy"]
+    assert b"'descr'" in raw[:128]
+    members[f"{member}.npy"] = raw.replace(b"'descr'", b"'de\x00cr'", 1)
+    os.remove(path)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def _parse_like_python_312(monkeypatch, error):
+    """numpy parses an .npy header with ast.literal_eval and, on SyntaxError, retries through
+    tokenize. Which error a NUL byte gives depends on the Python version: ValueError on 3.11.2,
+    SyntaxError / tokenize.TokenError escaping numpy on 3.11.7 and 3.12. Make this interpreter
+    behave like those for a text with a NUL byte (everything else parses as usual)."""
+    import ast
+    import io
+
+    real_eval, real_tokens = ast.literal_eval, tokenize.generate_tokens
+
+    def literal_eval(text):
+        if isinstance(text, str) and "\x00" in text:
+            raise SyntaxError("source code string cannot contain null bytes")
+        return real_eval(text)
+
+    def generate_tokens(readline):
+        text = "".join(iter(readline, ""))
+        if "\x00" in text:
+            raise error("source code cannot contain null bytes")
+        return real_tokens(io.StringIO(text).readline)
+
+    monkeypatch.setattr(ast, "literal_eval", literal_eval)
+    monkeypatch.setattr(tokenize, "generate_tokens", generate_tokens)
+
+
+@pytest.mark.parametrize("error", [None, SyntaxError, tokenize.TokenError])
+@pytest.mark.parametrize("member", ["reward", "metadata"])
+def test_nul_byte_in_an_npy_header_names_file_and_field(tmp_path, monkeypatch, error, member):
+    """None: this interpreter's own behaviour; the others: what 3.11.7 / 3.12 raise."""
+    path = write_episode(make_episode(), tmp_path)
+    _put_nul_in_header(path, member)
+    if error is not None:
+        _parse_like_python_312(monkeypatch, error)
+        with np.load(path) as archive, pytest.raises(error):
+            archive[member]  # the error numpy lets through on those versions
+    with pytest.raises(EpisodeFormatError) as err:
+        read_episode(path)
+    assert err.value.field == member and str(path) in str(err.value)
+    # the dataset tools keep their contract: listed, not a crash
+    summaries, errors = Dataset(tmp_path).index()
+    assert summaries == [] and [e.path for e in errors] == [str(path)]
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("layout_seed", "abc"),
+        ("layout_seed", None),
+        ("layout_seed", -1),
+        ("layout_seed", 1.5),
+        ("layout_seed", True),
+        ("layout_seed", 2**64),
+        ("control_hz", "10"),
+        ("control_hz", 0),
+        ("control_hz", float("nan")),
+        ("task", 5),
+        ("task", ""),
+        ("schema_version", True),
+        ("schema_version", "1"),
+        ("label_source", ["manual"]),
+        ("status", 3),
+        ("episode_id", None),
+        ("label_delay_steps", -2),
+    ],
+)
+def test_wrong_metadata_types_and_ranges_name_the_key(tmp_path, key, value):
+    path = write_episode(make_episode(), tmp_path)
+    with np.load(path) as archive:
+        meta = json.loads(str(archive["metadata"]))
+    meta[key] = value
+    rewrite(path, metadata=np.asarray(json.dumps(meta)))
+    with pytest.raises(EpisodeFormatError) as err:
+        read_episode(path)
+    assert err.value.field == f"metadata.{key}" and str(path) in str(err.value)
+    summaries, errors = Dataset(tmp_path).index()  # stats / split / merge see an error, no crash
+    assert summaries == [] and errors[0].field == f"metadata.{key}"
+
+
+@pytest.mark.parametrize(
+    "field, row, value",
+    [
+        ("reward", 5, 1e30),
+        ("reward", 5, 2.0),
+        ("reward", 5, -0.5),
+        ("cost", 7, -1.0),
+        ("cost", 7, 1.0001),
+        ("oracle_cost", 3, 5.0),
+        ("oracle_reward", 3, -1e-3),
+    ],
+)
+def test_out_of_range_labels_are_refused(tmp_path, field, row, value):
+    path = write_episode(make_episode(), tmp_path)
+    with np.load(path) as archive:
+        arr = archive[field].copy()
+    arr[row] = value
+    rewrite(path, **{field: arr})
+    with pytest.raises(EpisodeFormatError, match=f"row {row} is") as err:
+        read_episode(path)
+    assert err.value.field == field and str(path) in str(err.value)
+
+
+def test_labels_at_the_bounds_are_valid(tmp_path):
+    episode = make_episode()
+    episode.steps["reward"][1:] = 1.0
+    episode.steps["cost"][1:] = 0.0
+    read_episode(write_episode(episode, tmp_path))
+
+
+def test_dangling_symlink_and_loop_are_listed_not_fatal(tmp_path):
+    good = write_episode(make_episode(), tmp_path)
+    dangling = tmp_path / "episode-dangling.npz"
+    dangling.symlink_to(tmp_path / "gone.npz")
+    loop_a, loop_b = tmp_path / "episode-loop-a.npz", tmp_path / "episode-loop-b.npz"
+    loop_a.symlink_to(loop_b)
+    loop_b.symlink_to(loop_a)
+    summaries, errors = Dataset(tmp_path).index()
+    assert [s.file for s in summaries] == [good.name]
+    problems = {e.path: e.problem for e in errors}
+    assert "dangling symbolic link" in problems[str(dangling)]
+    assert "loop" in problems[str(loop_a)] and "loop" in problems[str(loop_b)]
+    assert sorted(e.path for e in Dataset(tmp_path).validate()) == sorted(problems)
+
+
+def test_stale_partials_are_found_and_only_old_ones_removed(tmp_path):
+    ds = Dataset(tmp_path)
+    ds.add(make_episode())
+    old = tmp_path / ".episode-x.npz.4242.partial"
+    fresh = tmp_path / ".episode-y.npz.4243.partial"
+    old.write_bytes(b"half an episode")
+    fresh.write_bytes(b"a write in progress")
+    stamp = time.time() - 3600
+    os.utime(old, (stamp, stamp))
+    assert ds.stale_partials() == [old]
+    assert ds.remove_stale_partials() == [old]
+    assert not old.exists() and fresh.exists()
+    assert len(ds.index()[0]) == 1  # never read as an episode
+
+
+def test_failed_write_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import errno
+
+    import fosp.files
+    from fosp.errors import WriteError
+
+    real_open = open
+
+    class FullDisk:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(bytes(data)[:100])  # some bytes reach the disk, then it is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(fosp.files, "open", lambda p, m: FullDisk(real_open(p, m)), raising=False)
+    with pytest.raises(WriteError, match="no space left") as err:
+        write_episode(make_episode(), tmp_path, filename="e.npz")
+    assert str(tmp_path / "e.npz") in str(err.value)
+    assert list(tmp_path.iterdir()) == []
