@@ -1,7 +1,8 @@
 """ROS control loop in simulation: latency, jitter, the highest sustainable rate; camera
-preprocessing time; watchdog and e-stop timing over ROS.
+preprocessing time; watchdog and e-stop timing over ROS; e-stop latency versus command rate.
 
     .venv/bin/python benchmarks/ros_loop.py [--steps 300] [--rates 10 20 50 100 200 250]
+    .venv/bin/python benchmarks/ros_loop.py --estop-only [--estop-rates 10 100 ... 5000]
 
 Starts its own roscore on a free port and `roslaunch fosp_robot sim.launch` (ROS_HOME and logs in
 a temp dir), drives RosSafeReachEnv, stops everything by PID, prints a table.
@@ -12,7 +13,10 @@ a temp dir), drives RosSafeReachEnv, stops everything by PID, prints a table.
 - rates above 250 Hz are not tried: the simulated impedance controller runs at 250 Hz (2 ms
   physics, a torque update every 2 steps), so a shorter control period holds no physics;
 - sustainable: every step got a fresh observation within its period (no StaleObservationError),
-  p99 latency < period and the achieved rate >= 95 % of the asked one.
+  p99 latency < period and the achieved rate >= 95 % of the asked one;
+- e-stop vs command rate: a child process streams actions at the rate (the policy), this
+  process calls the e-stop service (the operator) while it runs: latency = call -> answer, and
+  "moved after" = poses arm_node sent after the answer that are not the hold pose (must be 0).
 """
 
 from __future__ import annotations
@@ -114,10 +118,81 @@ def safety_timing(env) -> dict:
         while len(commanded) == n and time.monotonic() < deadline:
             time.sleep(0.001)
         estop.append((commanded[n] - t0) * 1000)
+        env.release_estop()  # reset refuses while the e-stop is latched
     env.reset(options={"layout_seed": 0})
     for s in subs:
         s.unregister()
     return {"watchdog_ms": watchdog, "estop_ms": estop}
+
+
+def estop_vs_rate(procs, rates: list[float], trials: int) -> list[dict]:
+    """sim.launch (10 Hz control) in /fosp_stop; per rate, `trials` e-stops under the stream."""
+    from robot.stop_timing import (
+        CommandedPoses,
+        estop_once,
+        release_and_reset,
+        stream_argv,
+        stream_rate,
+    )
+
+    launch = procs.start(
+        "launch_stop", ["roslaunch", "fosp_robot", "sim.launch", "ns:=fosp_stop", "seed:=0"]
+    )
+    wait_service("/fosp_stop/release_estop", 60)
+    commanded = CommandedPoses("/fosp_stop")
+    release_and_reset("/fosp_stop")
+    rows = []
+    try:
+        for hz in rates:
+            stream = procs.start(f"stream_{hz:g}", stream_argv(sys.executable, "/fosp_stop", hz))
+            deadline = time.monotonic() + 30
+            while "STREAMING" not in procs.log(stream):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(procs.log(stream))
+                time.sleep(0.05)
+            results = []
+            for _ in range(trials):
+                time.sleep(0.3)
+                results.append(estop_once("/fosp_stop", commanded, settle=0.2))
+                release_and_reset("/fosp_stop")
+            procs.stop(stream)
+            lat = np.asarray([r.latency_s for r in results]) * 1000
+            rows.append(
+                {
+                    "hz": hz,
+                    "achieved": stream_rate(procs.log(stream)),
+                    "p50": float(np.percentile(lat, 50)),
+                    "p99": float(np.percentile(lat, 99)),
+                    "max": float(lat.max()),
+                    "moved_after": sum(r.moved_after for r in results),
+                    "holds_after": sum(r.holds_after for r in results),
+                    "n": len(results),
+                }
+            )
+            r = rows[-1]
+            print(
+                f"  e-stop at {hz:g} Hz: p50 {r['p50']:.1f} ms max {r['max']:.1f} ms, "
+                f"moved after {r['moved_after']}",
+                flush=True,
+            )
+    finally:
+        commanded.close()
+        procs.stop(launch)
+    return rows
+
+
+def print_estop(rows: list[dict]) -> None:
+    print("\ne-stop under a command stream (sim.launch, 10 Hz control; stream in its own process)")
+    print(
+        "| command rate (Hz) | achieved (Hz) | e-stops | latency p50 (ms) | p99 (ms) | max (ms) |"
+        " poses moved after the answer | hold poses after |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['hz']:g} | {r['achieved']:.0f} | {r['n']} | {r['p50']:.1f} | {r['p99']:.1f} |"
+            f" {r['max']:.1f} | {r['moved_after']} | {r['holds_after']} |"
+        )
 
 
 def camera_preprocessing(n: int = 500) -> dict:
@@ -149,6 +224,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=300, help="steps at 10 Hz")
     parser.add_argument("--rate-steps", type=int, default=150, help="steps per rate")
     parser.add_argument("--rates", type=float, nargs="+", default=[10, 20, 50, 100, 150, 200, 250])
+    parser.add_argument(
+        "--estop-rates", type=float, nargs="+", default=[10, 100, 250, 1000, 2500, 5000]
+    )
+    parser.add_argument("--estop-trials", type=int, default=10, help="e-stops per rate")
+    parser.add_argument("--estop-only", action="store_true", help="only the e-stop table")
     args = parser.parse_args()
     if max(args.rates) > 250:
         parser.error("the simulator's controller runs at 250 Hz: rates above it hold no physics")
@@ -166,6 +246,10 @@ def main() -> int:
         rng = np.random.default_rng(0)
         rows = []
         safety = None
+        estop_rows = estop_vs_rate(procs, args.estop_rates, args.estop_trials)
+        if args.estop_only:
+            print_estop(estop_rows)
+            return 0
         for rate in sorted(set([10.0] + args.rates)):
             launch = procs.start(
                 f"launch_{rate:g}",
@@ -195,6 +279,7 @@ def main() -> int:
         rospy.signal_shutdown("benchmark done")
         procs.stop_all()
 
+    print_estop(estop_rows)
     cam = camera_preprocessing()
     print("\nROS control loop, sim backend (sim.launch), action published -> fresh observation")
     print(

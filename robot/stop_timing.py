@@ -109,10 +109,17 @@ def estop_once(
     namespace: str, commanded: CommandedPoses, settle: float = 0.3, service: str = rc.ESTOP
 ) -> StopResult:
     """Call `<ns>/estop` now (the caller runs a stream), wait `settle` s, count what moved."""
+    import sys
+
     proxy = rospy.ServiceProxy(rc.name(namespace, service), Trigger)
-    t0 = time.perf_counter()
-    response = proxy()
-    latency = time.perf_counter() - t0
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)  # this process's subscriber threads must not delay the call
+    try:
+        t0 = time.perf_counter()
+        response = proxy()
+        latency = time.perf_counter() - t0
+    finally:
+        sys.setswitchinterval(switch)
     answered = rospy.Time.now().to_sec()
     time.sleep(settle)
     after = commanded.after(answered)
