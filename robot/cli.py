@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fosp import args as types
+
 
 def register(sub) -> argparse._SubParsersAction:
     """Adds the `sim` group and its `view` command; returns the group for other packages."""
@@ -12,9 +14,11 @@ def register(sub) -> argparse._SubParsersAction:
     sim_sub = sim.add_subparsers(dest="sim_command", required=True, metavar="SIM_COMMAND")
     view = sim_sub.add_parser("view", help="write the 64x64 observation beside a large view")
     view.add_argument("--task", default="train", help="task variant name or a .toml file")
-    view.add_argument("--seed", type=int, default=0, help="layout seed")
+    view.add_argument("--seed", type=types.seed, default=0, help="layout seed")
     view.add_argument("--out", default="scene.png")
-    view.add_argument("--size", type=int, default=480, help="height of the picture in pixels")
+    view.add_argument(
+        "--size", type=types.positive_int, default=480, help="height of the picture in pixels"
+    )
     view.set_defaults(func=_view)
     return sim_sub
 

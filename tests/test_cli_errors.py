@@ -179,6 +179,8 @@ CASES = [
     ("sim-collect-episodes-0", COLLECT.replace("1", "0"), "--episodes"),
     ("sim-collect-mix", COLLECT + " --mix banana", "--mix"),
     ("sim-view-task-unknown", "sim view --task banana --out {new}/v.png", "banana"),
+    ("sim-view-size-0", "sim view --size 0 --out {new}/v.png", "--size"),
+    ("sim-view-seed-negative", "sim view --seed -2 --out {new}/v.png", "--seed"),
     # fosp dataset
     ("dataset-merge-missing-source", "dataset merge {new} {root}/data {root}/nope", "nope"),
     ("dataset-merge-source-is-out", "dataset merge {root}/data {root}/data", "output folder"),
