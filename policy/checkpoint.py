@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from fosp.errors import UserError
+from fosp.files import PARTIAL, partial_name
 from fosp.files import atomic_write_bytes as _atomic_write_bytes
 from policy.config import Config
 
@@ -129,8 +130,18 @@ def save(run: str | Path, cfg: Config, payload: dict[str, Any]) -> Path:
     full = {"format": FORMAT, "architecture": cfg.architecture(), "rng": rng_state(), **payload}
     torch.save(full, buf)
     path = Path(run) / CHECKPOINT
+    _remove_stale_partials(path)
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """A trainer killed mid-write (kill -9) leaves .checkpoint.pt.<pid>.partial behind; one run
+    folder has one writer, so every other process's partial file is stale."""
+    mine = partial_name(path).name
+    for stale in path.parent.glob(f".{path.name}.*{PARTIAL}"):
+        if stale.name != mine:
+            stale.unlink(missing_ok=True)
 
 
 def load(

@@ -419,3 +419,14 @@ def test_symlinks_in_a_dataset_are_reported_by_stats(world, tmp_path, capsys):
     assert "Traceback" not in err
     assert "episode-dangling.npz: dangling symbolic link" in err
     assert "episode-loop.npz: symbolic link loop" in err
+
+
+def test_resume_removes_a_killed_trainers_temp_checkpoint(world, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(world["root"] / "run", run)
+    stale = run / ".checkpoint.pt.999999.partial"  # kill -9 during a checkpoint write
+    stale.write_bytes(b"x" * 1000)
+    line = TRAIN.replace("--steps 1", "--steps 2").format(root=world["root"], new=run)
+    assert run_fosp([*line.split(), "--resume"]) == 0, capsys.readouterr().err
+    assert not stale.exists()
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []
