@@ -116,10 +116,11 @@ class ArmNode:
         self._wake.set()
 
     def _bad_message(self, kind: str, caller: str, what: str) -> None:
-        self.message_errors[kind] += 1
-        n = self.message_errors[kind]
-        first = caller not in self.bad_publishers
-        self.bad_publishers[caller] = f"{kind}: {what}"
+        with self._slot:  # one receive thread per publisher
+            self.message_errors[kind] += 1
+            n = self.message_errors[kind]
+            first = caller not in self.bad_publishers
+            self.bad_publishers[caller] = f"{kind}: {what}"
         if first or n % 100 == 1:
             rospy.logerr(
                 "arm_node: dropped a message on %s from %s: %s (%d %s so far)",
@@ -440,6 +441,8 @@ class ArmNode:
 
     def _publish_status(self) -> None:
         f = self.filter
+        with self._slot:
+            errors, culprits = dict(self.message_errors), dict(self.bad_publishers)
         self.pub_status.publish(
             rc.json_msg(
                 {
@@ -449,8 +452,8 @@ class ArmNode:
                     "held": f.held,
                     "counts": {**f.counts, "superseded": self.superseded},
                     "rejected": f.rejected,
-                    "message_errors": dict(self.message_errors),
-                    "bad_publishers": dict(self.bad_publishers),
+                    "message_errors": errors,
+                    "bad_publishers": culprits,
                     "release_service": self.release_name,
                     "control_hz": 1.0 / self.period,
                     "rate_limit": f.config.rate_limit,

@@ -101,8 +101,8 @@ print("ESTOP", rospy.ServiceProxy(f"{ns}/estop", Trigger)().success, flush=True)
 time.sleep(2.0)
 print("WAITING", status()["estopped"], resets[0], flush=True)  # still latched, no reset
 print("RELEASE", rospy.ServiceProxy(f"{ns}/release_estop", Trigger)().success, flush=True)
-# take 1 of episode 1 (reset 3): arm_node stalls 1.5 s (stopped), the observation goes stale
-at_step(3, 15)
+# take 2 of episode 0: arm_node stalls 1.5 s (stopped), the observation goes stale
+at_step(2, 15)
 uri = rosgraph.Master("/operator").lookupNode(f"{ns}/arm_node")
 pid = ServerProxy(uri).getPid("/operator")[2]
 os.kill(pid, signal.SIGSTOP)
@@ -127,7 +127,7 @@ def test_policy_node_stops_on_estop_and_rerecords_a_stalled_episode(
     out = tmp_path / "ros_stop"
     operator = roscore.start("operator", [sys.executable, "-c", OPERATOR, "/ft_stop"])
     try:
-        log = deploy(roscore, "ft_stop", pretrained, offline_data, out, 2)
+        log = deploy(roscore, "ft_stop", pretrained, offline_data, out, 1)
     finally:
         roscore.stop(operator)
     said = roscore.log_of("operator")
@@ -135,9 +135,9 @@ def test_policy_node_stops_on_estop_and_rerecords_a_stalled_episode(
     assert "WAITING True 1" in said, said  # latched for 2 s, no reset meanwhile: it waited
     assert "ARM STOPPED (estop" in log and "stored as interrupted" in log, log
     assert "recording it again" in log and "Traceback" not in log, log
-    assert "policy_node done: 2 episodes" in log, log
+    assert "policy_node done: 1 episodes" in log, log
     files = online_files(out)
-    assert len(files) == 2 and ckpt.load(out)["applied"] == [p.name for p in files]
+    assert len(files) == 1 and ckpt.load(out)["applied"] == [p.name for p in files]
     for path in files:
         ep = Dataset(out / "online").read(path)
         assert ep.num_actions == 80 and "interrupted" not in ep.metadata
