@@ -403,8 +403,10 @@ def _label(args: argparse.Namespace) -> int:
     else:
         names = [p.name for p in paths]
         if Path(args.episode).name not in names:
-            print(f"{args.episode}: not among the {len(paths)} episodes of --filter {args.filter}")
-            return 1
+            raise UserError(
+                f"--episode {args.episode}: not among the {len(paths)} episodes of "
+                f"--filter {args.filter}"
+            )
         index = names.index(Path(args.episode).name)
     try:
         ui = CvWindow(f"fosp label {root}")

@@ -201,6 +201,7 @@ CASES = [
     ("label-missing", "label {root}/nope", "nope"),
     ("label-episode-out-of-range", "label {root}/data --episode 99", "--episode 99"),
     ("label-filter", "label {root}/data --filter banana", "--filter"),
+    ("label-episode-unknown-file", "label {root}/data --episode nope.npz", "--episode nope.npz"),
     ("collect-episodes-0", TELEOP + " --episodes 0", "--episodes"),
     ("collect-task-unknown", TELEOP + " --task banana", "--task"),
     ("collect-countdown-negative", TELEOP + " --countdown -1", "--countdown"),
