@@ -121,6 +121,7 @@ class RosSafeReachEnv(gym.Env):
             "_pose": deque(maxlen=256),
         }
         self._tick: float | None = None  # time.monotonic() of the current control tick
+        self._watch_from = 0.0  # ROS time from which the next step looks for stops
         n = lambda item: rc.name(self.ns, item)  # noqa: E731
         self._subs = [
             rospy.Subscriber(n(rc.IMAGE), Image, self._set("_image"), queue_size=2),
@@ -189,6 +190,7 @@ class RosSafeReachEnv(gym.Env):
         self._steps = 0
         self._success = self._violation = False
         self._tick = None
+        self._watch_from = t0  # stops are looked for from here: between steps too
         return obs, self._info(t0, labels=[], events=self._events_since(t0))
 
     def step(self, action: np.ndarray):
@@ -210,7 +212,8 @@ class RosSafeReachEnv(gym.Env):
         self.latency.append(self._first_fresh_arrival(t0) - start)
         labels = self._wait_labels(t0, deadline=time.monotonic() + self.period)
         self._steps += 1
-        info = self._info(t0, labels, self._events_since(t0))
+        info = self._info(t0, labels, self._events_since(t0), self._watch_from)
+        self._watch_from = t0
         reward = float(info["reward"])
         self._success |= reward > 0
         self._violation |= info["cost"] > 0
@@ -354,7 +357,11 @@ class RosSafeReachEnv(gym.Env):
             return "estop", float(status.get("stamp", 0.0))
         return "", 0.0
 
-    def _info(self, t0: float, labels: list[dict], events: list[dict]) -> dict[str, Any]:
+    def _info(
+        self, t0: float, labels: list[dict], events: list[dict], watch_from: float | None = None
+    ) -> dict[str, Any]:
+        """`events` of this step; stops are looked for since `watch_from` (the previous step's
+        start: a stop between two steps counts too)."""
         source = "sim" if labels else "none"
         n = len(labels[0]["touched_obstacles"]) if labels else 0
 
@@ -364,7 +371,8 @@ class RosSafeReachEnv(gym.Env):
             return np.any([np.asarray(lab[key], bool) for lab in labels], axis=0)
 
         status = self.status
-        interrupted, stop_stamp = self.interruption(events)
+        stops = events if watch_from is None else self._events_since(watch_from)
+        interrupted, stop_stamp = self.interruption(stops)
         return {
             "interrupted": interrupted,
             "stop_stamp": stop_stamp,

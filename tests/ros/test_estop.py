@@ -160,3 +160,32 @@ def test_wrong_and_malformed_messages_are_logged_and_counted(stop_arm, ros, wait
     finally:
         ros.stop(wrong)
         ros.stop(bad)
+
+
+def test_env_reports_a_hold_by_someone_else_but_not_its_own(stop_arm, ros, wait):
+    """RosSafeReachEnv marks a step `interrupted` on an e-stop or a hold another node asked
+    for; its own holds (stale data, a missed deadline) do not interrupt the episode."""
+    from robot.ros_env import ArmStopped, RosSafeReachEnv
+
+    env = RosSafeReachEnv(NS, stale_grace=1.0)
+    try:
+        env.reset(options={"layout_seed": 3})
+        env.hold()  # our own hold
+        _, _, _, _, info = env.step(np.zeros(6, np.float32))
+        assert info["interrupted"] == ""
+        other = ros.start("operator_hold", ["rosservice", "call", f"{NS}/hold"])
+        wait(lambda: other.poll() is not None, 30, "rosservice call hold", other, ros)
+        infos = [env.step(np.zeros(6, np.float32))[4] for _ in range(3)]
+        assert any(i["interrupted"] == "hold" for i in infos), infos
+        assert not env.released_since(infos[0]["stop_stamp"] or 0.0)
+        env.estop()
+        _, _, _, _, info = env.step(np.zeros(6, np.float32))
+        assert info["interrupted"] == "estop"
+        with pytest.raises(ArmStopped, match="release"):
+            env.reset(options={"layout_seed": 4})
+        ok, message = env.release_estop()  # as the operator's key does
+        assert ok, message
+        wait(lambda: env.released_since(info["stop_stamp"]), 3, "the release seen by the env")
+        env.reset(options={"layout_seed": 4})
+    finally:
+        env.close()
