@@ -22,7 +22,9 @@ def register(sub) -> None:
     train.add_argument("--seed", type=types.seed)
     train.add_argument("--device", help="auto | cpu | cuda | cuda:N")
     train.add_argument("--batch", type=types.positive_int)
-    train.add_argument("--length", type=types.positive_int)
+    train.add_argument(
+        "--length", type=types.non_negative_int, help="rows per window (0: whole episodes)"
+    )
     train.add_argument("--checkpoint-every", type=types.positive_int)
     train.add_argument("--log-every", type=types.positive_int)
     train.add_argument("--no-progress", action="store_true")

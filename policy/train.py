@@ -45,12 +45,15 @@ def pick_device(name: str) -> torch.device:
 
 
 def check_train_config(cfg: Config) -> None:
-    """The TrainConfig values a run divides or loops by must be positive (flags or config.json)."""
+    """The TrainConfig values a run divides or loops by must be positive integers (flags or
+    config.json); `length` may also be 0 (whole episodes, policy/replay.py)."""
     for name in ("batch", "length", "log_every", "checkpoint_every"):
         value = getattr(cfg.train, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        least = 0 if name == "length" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
             flag = "--" + name.replace("_", "-")
-            raise UserError(f"{flag} must be a positive integer, got {value!r}")
+            what = "an integer >= 0 (0: whole episodes)" if least == 0 else "a positive integer"
+            raise UserError(f"{flag} must be {what}, got {value!r}")
 
 
 def set_threads() -> None:

@@ -114,7 +114,7 @@ CASES = [
     ("train-log-every-0", TRAIN + " --log-every 0", "--log-every"),
     ("train-checkpoint-every-0", TRAIN + " --checkpoint-every 0", "--checkpoint-every"),
     ("train-batch-0", TRAIN + " --batch 0", "--batch"),
-    ("train-length-0", TRAIN + " --length 0", "--length"),
+    ("train-length-negative", TRAIN + " --length -1", "--length"),
     ("train-length-too-long", TRAIN + " --length 1000", "1000 rows"),
     ("train-device-cuda-no-gpu", TRAIN + " --device cuda", "--device cuda"),
     ("train-device-banana", TRAIN + " --device banana", "--device 'banana'"),
