@@ -1,9 +1,11 @@
 """Sequence replay: episodes concatenated in flat tensors; B windows of length T sampled by index.
 
-Windows never cross an episode boundary. The whole dataset lives on the training device when it
-fits (a 200-episode SafeReach dataset is ~200 MB, images as uint8), so a batch is one gather with
-no host transfer; otherwise it stays in host memory and each batch is copied over. Online episodes
-are appended with `add` (finetuning).
+Windows never cross an episode boundary. `length` 0 samples whole episodes (windows as long as
+the shortest episode; SafeReach's fixed-length episodes are then sampled whole), so the RSSM
+state of every row carries the episode's full history, as it does when the policy acts. The
+whole dataset lives on the training device when it fits (a 200-episode SafeReach dataset is
+~200 MB, images as uint8), so a batch is one gather with no host transfer; otherwise it stays in
+host memory and each batch is copied over. Online episodes are appended with `add` (finetuning).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class ReplayError(ValueError):
 
 class Replay:
     def __init__(self, length: int, device: str | torch.device = "cpu", seed: int = 0):
-        self.length = int(length)
+        self.requested_length = int(length)  # 0 = whole episodes
+        self.length = int(length)  # rows per window (set from the first episodes when 0)
         self.device = torch.device(device)
         self.storage_device = self.device
         self.data: dict[str, Tensor] = {}
@@ -68,6 +71,9 @@ class Replay:
         chunks: dict[str, list[np.ndarray]] = {k: [] for k in FIELDS}
         offset = len(self)
         new_starts = []
+        if self.length <= 0:  # whole episodes: the shortest first episode sets the window
+            pairs = zip(episodes, names, strict=True)
+            self.length = min(self._check(ep, name) for ep, name in pairs)
         for ep, name in zip(episodes, names, strict=True):
             n = self._check(ep, name)
             for k, (_, shape) in FIELDS.items():
@@ -123,6 +129,19 @@ class Replay:
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "num_episodes": self.num_episodes}
+
+    def episode_windows(self) -> Tensor:
+        """Row indices [E, length] of the window that starts at each episode's first row (every
+        episode with at least `length` rows): the whole dataset for a feature cache."""
+        first = torch.nonzero(self.data["is_first"].cpu()).squeeze(-1)
+        ends = torch.cat([first[1:], torch.tensor([len(self)])])
+        first = first[ends - first >= self.length]
+        return first[:, None] + torch.arange(self.length)
+
+    def gather(self, idx: Tensor) -> dict[str, Tensor]:
+        """The fields at row indices `idx` (any shape), on the training device."""
+        out = {k: v[idx.to(self.storage_device)] for k, v in self.data.items()}
+        return {k: v.to(self.device, non_blocking=True) for k, v in out.items()}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])

@@ -33,6 +33,22 @@ def test_replay_windows_stay_inside_one_episode(dataset_dir, heldout_episodes):
     )
 
 
+def test_length_zero_samples_whole_episodes(dataset_dir):
+    # --length 0: every window is one whole episode, from its true first row to its last, so the
+    # RSSM state of each row carries the full history the policy has when it acts
+    episodes = [e for _, e in Dataset(dataset_dir).episodes()]
+    replay = Replay.from_dataset(dataset_dir, 0, seed=0)
+    assert replay.length == min(len(e) for e in episodes) == len(episodes[0])
+    batch = replay.sample(5)
+    assert batch["is_first"][:, 0].all() and batch["is_last"][:, -1].all()
+    assert not batch["is_first"][:, 1:].any() and not batch["is_last"][:, :-1].any()
+    windows = replay.episode_windows()
+    assert windows.shape == (len(episodes), replay.length)
+    rewards = replay.gather(windows)["reward"]
+    for row, ep in zip(rewards, episodes, strict=True):
+        np.testing.assert_array_equal(row.numpy(), np.asarray(ep.steps["reward"]))
+
+
 def test_replay_rejects_bad_input(tmp_path, heldout_episodes):
     with pytest.raises(ReplayError, match="no episodes"):
         Replay.from_dataset(tmp_path, 16)
