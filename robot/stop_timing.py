@@ -106,12 +106,18 @@ def poses_differing(poses: list[np.ndarray], atol: float = 1e-6) -> int:
 
 
 def estop_once(
-    namespace: str, commanded: CommandedPoses, settle: float = 0.3, service: str = rc.ESTOP
+    namespace: str,
+    commanded: CommandedPoses,
+    settle: float = 0.3,
+    service: str = rc.ESTOP,
+    proxy: rospy.ServiceProxy | None = None,
 ) -> StopResult:
-    """Call `<ns>/estop` now (the caller runs a stream), wait `settle` s, count what moved."""
+    """Call `<ns>/estop` now (the caller runs a stream), wait `settle` s, count what moved.
+    A persistent `proxy` (already connected) leaves the master lookup and TCP connect out of
+    the latency, as an operator's e-stop button node that keeps its connection open does."""
     import sys
 
-    proxy = rospy.ServiceProxy(rc.name(namespace, service), Trigger)
+    proxy = proxy or rospy.ServiceProxy(rc.name(namespace, service), Trigger)
     switch = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)  # this process's subscriber threads must not delay the call
     try:
