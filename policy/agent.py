@@ -1,14 +1,20 @@
 """The offline FOSP agent: world model + critics Q, Q_c, values V, V_c, REF u, actor, multipliers.
 
-One `train_step(batch)` is Algorithm 1 lines 3-11: world model (eq. 1), imagined rollouts from
-every posterior state (eq. 6), lambda-returns (eq. 8), critics (eqs. 9-11), expectile values
-(eq. 7), the REF (eq. 30), policy extraction (eqs. 17-20) and the multiplier update (eq. 27).
-The actor is its own module (deep-copy and freeze it for safe policy expansion); critics, values
-and the REF are attributes; `act` runs one control step.
+One `train_step(batch)` is Algorithm 1 lines 3-11. The world model learns on the batch's
+windows (eq. 1). Behaviour learning then runs `behaviour_repeats` steps on full-history
+posterior features (policy/feature_cache.py, the states the policy acts from): imagined
+rollouts (eq. 6) and lambda-returns (eq. 8) train Q, Q_c with eq. 9, in-sample lambda-returns
+of the recorded rewards/costs train them with eq. 10 and give V, V_c (eq. 7: V at the upper
+expectile, V_c at the lower one), the REF (eq. 30), advantage-weighted extraction (eqs. 17-20,
+advantages normalised by their own spread) and the bounded multiplier update (eq. 27). Every
+bootstrap reads a slow EMA copy. Without an attached replay (`attach`) behaviour learning runs
+on the batch's own window features. The actor is its own module (deep-copy and freeze it for
+safe policy expansion); `act` runs one control step.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +24,10 @@ from torch import Tensor, nn
 
 from policy import objectives as O
 from policy.config import Config
+from policy.feature_cache import FeatureCache
 from policy.lagrangian import AugmentedLagrangian
-from policy.networks import Actor, QNet, VNet, bce_soft
+from policy.networks import Actor, Critic, VNet, bce_soft
+from policy.replay import Replay
 from policy.world_model import State, WorldModel
 
 # (adv_r, adv_c, feasible, phi, valid) -> per-row weight of log pi (eq. 19 or eq. 23)
@@ -30,6 +38,10 @@ def _adam(params, lr: float, cfg) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
+def _slow(net: nn.Module) -> nn.Module:
+    return copy.deepcopy(net).requires_grad_(False)
+
+
 class FOSPAgent(nn.Module):
     def __init__(self, cfg: Config, device: str | torch.device = "cpu"):
         super().__init__()
@@ -38,19 +50,20 @@ class FOSPAgent(nn.Module):
         self.wm = WorldModel(m)
         f, u, n = self.wm.feat_dim, m.mlp_units, m.mlp_layers
         self.actor = Actor(f, m.action_dim, u, n, (a.actor_min_std, a.actor_max_std))
-        self.q_r = QNet(f, m.action_dim, u, n)
-        self.q_c = QNet(f, m.action_dim, u, n)
-        self.v_r = VNet(f, u, n)
-        self.v_c = VNet(f, u, n)
+        self.q_r = Critic(f, u, n, m.bins, m.action_dim)
+        self.q_c = Critic(f, u, n, m.bins, m.action_dim)
+        self.v_r = Critic(f, u, n, m.bins)
+        self.v_c = Critic(f, u, n, m.bins)
         self.ref = VNet(f, u, n)  # logit of u(s) = P(a violation lies ahead)
+        # slow EMA copies: the only networks a target bootstraps from
+        self.v_r_slow, self.v_c_slow, self.ref_slow = map(_slow, (self.v_r, self.v_c, self.ref))
         self.to(device)
         self.device = torch.device(device)
         self.lagrangian = AugmentedLagrangian(
-            a.lagrange_init, a.penalty_init, a.penalty_growth, self.device
+            a.lagrange_init, a.penalty_init, a.penalty_growth, self.device, a.lagrange_max
         )
         o = cfg.optim
-        critics = [*self.q_r.parameters(), *self.q_c.parameters()]
-        critics += [*self.v_r.parameters(), *self.v_c.parameters()]
+        critics = [p for net in (self.q_r, self.q_c, self.v_r, self.v_c) for p in net.parameters()]
         self.opts = {
             "model": _adam(self.wm.parameters(), o.lr_model, o),
             "actor": _adam(self.actor.parameters(), o.lr_actor_critic, o),
@@ -58,9 +71,20 @@ class FOSPAgent(nn.Module):
             "ref": _adam(self.ref.parameters(), o.lr_ref, o),
         }
         self.step_count = 0
-        # DreamerV3's return scale S = EMA of the 5-95 % percentile range of the lambda-returns,
-        # one per critic; advantages are divided by max(1, S) before the AWR exponent (eq. 19)
+        # DreamerV3's return scale S (EMA of the 5-95 % range of the imagined lambda-returns, one
+        # per critic): the unit in which PEX compares proposals (policy/expansion.py)
         self.register_buffer("return_scale", torch.ones(2, device=device))
+        # EMA of the std of A_r and A_c over dataset rows: eq. 19's exponents see A / std(A)
+        self.register_buffer("adv_scale", torch.zeros(2, device=device))
+        self.cache: FeatureCache | None = None
+        self.generator = torch.Generator(device="cpu").manual_seed(cfg.train.seed)
+        # finetuning: replay rows from this index on are online; their share of each batch
+        self.replay_online_from, self.online_share = -1, 0.0
+        self._behaviour_steps = 0
+
+    def attach(self, replay: Replay) -> None:
+        """Learn behaviour on the full-history features of every row of `replay`."""
+        self.cache = FeatureCache(replay)
 
     # ------------------------------------------------------------------ training
 
@@ -75,114 +99,191 @@ class FOSPAgent(nn.Module):
     def train_step(
         self, batch: dict[str, Tensor], policy_weight: PolicyWeight | None = None
     ) -> dict[str, Tensor]:
-        """One gradient step of every part. Returns metrics as device tensors (no host sync).
-
-        `policy_weight(adv_r, adv_c, feasible, phi, valid)` replaces eq. 19's weight and its 1/Z
-        (finetuning's eq. 23, policy/expansion.py); None keeps the offline extraction."""
+        """One world-model step and `behaviour_repeats` behaviour steps. Returns metrics as device
+        tensors (no host sync). `policy_weight(adv_r, adv_c, feasible, phi, valid)` replaces
+        eq. 19's weight and its 1/Z (finetuning, policy/expansion.py); None keeps eq. 19."""
         a = self.cfg.agent
         wm_loss, metrics, feat = self.wm.loss(batch)
         metrics["wm/grad_norm"] = self._update("model", wm_loss, self.wm.parameters())
+        with torch.no_grad():  # how often the heads predict the events the labels hold
+            feat_d = feat.detach()
+            metrics["rate/cost_true"] = (batch["cost"] > 0).float().mean()
+            metrics["rate/cost_pred"] = (self.wm.cost(feat_d) > a.cost_event).float().mean()
+            metrics["rate/reward_true"] = (batch["reward"] > 0).float().mean()
+            metrics["rate/reward_pred"] = (self.wm.reward(feat_d) > 0.5).float().mean()
+        cache = self.cache
+        if cache is None:
+            for _ in range(a.behaviour_repeats):
+                metrics.update(self.behaviour_step(self._window_rows(feat.detach(), batch),
+                                                   policy_weight))  # fmt: skip
+        else:
+            if cache.stale() or self.step_count % a.cache_every == 0:
+                self.wm.eval()
+                cache.refresh(self.wm)
+                self.wm.train()
+                self._behaviour_steps = 0
+            for _ in range(a.behaviour_repeats):
+                if self._behaviour_steps % a.returns_every == 0:
+                    cache.update_returns(self.v_r_slow, self.v_c_slow, a)
+                self._behaviour_steps += 1
+                rows = cache.sample(
+                    a.behaviour_batch, self.generator, self.replay_online_from, self.online_share
+                )
+                metrics.update(self.behaviour_step(self._cache_rows(rows), policy_weight))
+        self.step_count += 1
+        return {k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()}
 
-        feat = feat.detach()  # [B, T, F] posterior states s^0
-        act_data = batch["action"]
-        cont_data = 1.0 - batch["is_terminal"].float()
-        valid = (~batch["is_last"]).float()  # rows whose action was executed
+    @torch.no_grad()
+    def _window_rows(self, feat: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Behaviour rows from the batch's windows (no cache): rows 0 .. T-2 of each window, the
+        in-sample returns bootstrapped at the window's end."""
+        a = self.cfg.agent
+        cont = 1.0 - batch["is_terminal"].float()
+        rets = [
+            O.dataset_lambda_returns(batch[k], cont, v(feat), a.gamma, lam)
+            for k, v, lam in (
+                ("reward", self.v_r_slow, a.lambda_r),
+                ("cost", self.v_c_slow, a.lambda_c),
+            )
+        ]
+        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
+        return {
+            "feat": flat(feat[:, :-1]),
+            "action": flat(batch["action"][:, :-1]),
+            "ret_r": flat(rets[0]),
+            "ret_c": flat(rets[1]),
+            "feat_next": flat(feat[:, 1:]),
+            "has_next": torch.ones_like(flat(rets[0])),
+            "violation": flat((batch["cost"][:, :-1] > 0).float()),
+            "valid": flat((~batch["is_last"][:, :-1]).float()),
+        }
 
-        # eq. 6: imagined rollouts of horizon H from every posterior state (no gradient into the
-        # world model; the actor is trained on dataset actions, eqs. 18-20)
+    def _cache_rows(self, rows: Tensor) -> dict[str, Tensor]:
+        c = self.cache
+        assert c is not None
+        return {
+            "feat": c.feat[rows],
+            "action": c.action[rows],
+            "ret_r": c.ret_r[rows],
+            "ret_c": c.ret_c[rows],
+            "feat_next": c.feat[c.next[rows]],
+            "has_next": c.has_next[rows].float(),
+            "violation": (c.cost[rows] > 0).float(),
+            "valid": c.valid[rows].float(),
+        }
+
+    def behaviour_step(
+        self, d: dict[str, Tensor], policy_weight: PolicyWeight | None = None
+    ) -> dict[str, Tensor]:
+        """Critics, values, REF, actor and multipliers on rows `d` (features, dataset actions,
+        in-sample returns, next features, violation and validity flags)."""
+        a = self.cfg.agent
+        feat, act, valid = d["feat"], d["action"], d["valid"]
+        n_valid = valid.sum().clamp_min(1.0)
+
+        def mean_valid(x: Tensor) -> Tensor:
+            return (x * valid).sum() / n_valid
+
+        # eq. 6 from a subset of the rows; eq. 8 bootstrapped from the slow values
         with torch.no_grad():
-            feats, actions = self._imagine(feat.reshape(-1, feat.shape[-1]), a.horizon)
+            feats, actions = self._imagine(feat[: a.imagine_starts], a.horizon)
             nxt = feats[1:]
             rew_i, cost_i, cont_i = self.wm.reward(nxt), self.wm.cost(nxt), self.wm.cont(nxt)
-            cost_now = self.wm.cost(feats[:-1])
-
-        # eqs. 8-11: critics on lambda-returns plus the dataset TD term with real rewards/costs
+            ret_i = {
+                "r": O.lambda_returns(rew_i, cont_i, self.v_r_slow(nxt), a.gamma, a.lambda_r),
+                "c": O.lambda_returns(cost_i, cont_i, self.v_c_slow(nxt), a.gamma, a.lambda_c),
+            }
+            for i, k in enumerate("rc"):
+                self.return_scale[i] = O.ema_return_scale(
+                    self.return_scale[i], ret_i[k], a.scale_decay
+                )
+        metrics: dict[str, Tensor] = {}
         critic_loss = torch.zeros((), device=feat.device)
-        value_loss = torch.zeros((), device=feat.device)
         adv = {}
-        for name, q_net, v_net, r_img, r_data, lam in (
-            ("r", self.q_r, self.v_r, rew_i, batch["reward"], a.lambda_r),
-            ("c", self.q_c, self.v_c, cost_i, batch["cost"], a.lambda_c),
+        for k, q_net, v_net, kappa in (
+            ("r", self.q_r, self.v_r, a.expectile),
+            ("c", self.q_c, self.v_c, a.expectile_c),
         ):
+            ret_d = d[f"ret_{k}"]
+            loss_q1 = q_net.loss(feats[:-1], ret_i[k], actions).mean()  # eq. 9
+            loss_q2 = mean_valid(q_net.loss(feat, ret_d, act))  # eq. 10 (in-sample lambda)
+            v_pred = v_net(feat)
+            weight = O.expectile_weight(ret_d, v_pred.detach(), kappa)  # eq. 7
+            loss_v = mean_valid(weight * v_net.loss(feat, ret_d))
+            critic_loss = critic_loss + loss_q1 + loss_q2 + loss_v
             with torch.no_grad():
-                ret = O.lambda_returns(r_img, cont_i, v_net(nxt), a.gamma, lam)  # eq. 8
-                i = 0 if name == "r" else 1
-                self.return_scale[i] = O.ema_return_scale(self.return_scale[i], ret, a.scale_decay)
-                td = O.td_target(r_data[:, 1:], cont_data[:, 1:], v_net(feat[:, 1:]), a.gamma)
-            q_img = q_net(feats[:-1], actions)
-            loss_q1 = (q_img - ret).square().mean()  # eq. 9
-            q_data = q_net(feat[:, :-1], act_data[:, :-1])
-            loss_q2 = ((q_data - td).square() * valid[:, :-1]).sum() / valid[:, :-1].sum()
-            critic_loss = critic_loss + loss_q1 + loss_q2  # eq. 11
-            # eq. 7: V towards the upper (kappa) expectile of Q over the policy's actions
-            value_loss = (
-                value_loss + O.expectile_loss(q_img.detach(), v_net(feats[:-1]), a.expectile).mean()
-            )
-            with torch.no_grad():
-                adv[name] = q_net(feat, act_data) - v_net(feat)
-                adv[name] = adv[name] / self.return_scale[i].clamp_min(1.0)
-            metrics[f"critic/q{name}_img"] = loss_q1
-            metrics[f"critic/q{name}_data"] = loss_q2
-            metrics[f"critic/return_{name}"] = ret.mean()
-        critic_params = [
-            p for m in (self.q_r, self.q_c, self.v_r, self.v_c) for p in m.parameters()
-        ]
-        metrics["critic/value_loss"] = value_loss
-        self._update("critic", critic_loss + value_loss, critic_params)
+                adv[k] = ret_d - v_pred
+                i = 0 if k == "r" else 1
+                self.adv_scale[i] = O.ema_spread(self.adv_scale[i], adv[k], valid, a.adv_decay)
+            metrics[f"critic/q{k}_img"] = loss_q1
+            metrics[f"critic/q{k}_data"] = loss_q2
+            metrics[f"critic/v{k}_loss"] = loss_v
+            metrics[f"critic/return_{k}"] = ret_i[k].mean()
+            metrics[f"value/v_{k}"] = mean_valid(v_pred.detach())
+            metrics[f"value/adv_scale_{k}"] = self.adv_scale[i].clone()
+        params = [p for net in (self.q_r, self.q_c, self.v_r, self.v_c) for p in net.parameters()]
+        metrics["critic/grad_norm"] = self._update("critic", critic_loss, params)
 
-        # eq. 30: REF from cost labels on dataset windows and predicted costs in imagination
-        metrics.update(self._ref_loss(feat, batch, feats, cost_now))
+        metrics.update(self._ref_loss(d, feats))  # eq. 30
 
         # eqs. 17-20: advantage-weighted extraction with the REF-mixed weight and Phi
         with torch.no_grad():
             v_c = self.v_c(feat)
             u = torch.sigmoid(self.ref(feat))
-            phi = self.lagrangian.phi(v_c) / self.return_scale[0].clamp_min(1.0)
+            scale_r, scale_c = self.adv_scale.clamp_min(1e-3)
+            adv_r, adv_c = adv["r"] / scale_r, adv["c"] / scale_c
+            phi = self.lagrangian.phi(v_c) / scale_r
+            f = O.feasibility(a.feasible_gate, u, d["ret_c"], a.cost_limit)
             if policy_weight is None:
-                w = O.awr_weights(
-                    adv["r"], adv["c"], 1.0 - u, phi, a.beta_r, a.beta_c, a.awr_max_exponent
-                )
-                w = w / ((w * valid).sum() / valid.sum()).clamp_min(1e-8)  # 1/Z (eq. 18)
+                w = O.awr_weights(adv_r, adv_c, f, phi, a.beta_r, a.beta_c, a.awr_max_exponent)
+                w = w / mean_valid(w).clamp_min(1e-8)  # 1/Z (eq. 18)
             else:
-                w = policy_weight(adv["r"], adv["c"], 1.0 - u, phi, valid)
+                w = policy_weight(adv_r, adv_c, f, phi, valid)
         dist = self.actor.dist(feat)
-        logp = dist.log_prob(act_data).sum(-1)
+        logp = dist.log_prob(act).sum(-1)
         entropy = dist.entropy().sum(-1)
-        actor_loss = -((w * logp + a.entropy * entropy) * valid).sum() / valid.sum()
+        actor_loss = -mean_valid(w * logp + a.entropy * entropy)
         metrics["actor/grad_norm"] = self._update("actor", actor_loss, self.actor.parameters())
-        # eq. 20's -Phi u term: no gradient reaches psi (Phi and u are not functions of psi);
-        # logged for completeness, its effect enters through Phi in the weight (docs)
         metrics["actor/loss"] = actor_loss
-        metrics["actor/phi_u"] = (phi * (1 - u)).mean()
         metrics["actor/entropy"] = entropy.mean()
-        metrics["actor/logp"] = logp.mean()
+        metrics["actor/logp"] = mean_valid(logp.detach())
         metrics["actor/weight_max"] = w.max()
+        metrics["actor/weight_std"] = w.std()
+        metrics["actor/feasible"] = mean_valid(f)
 
-        # eq. 27: multiplier update from the batch's cost values, then the non-decreasing mu
-        self.lagrangian.step(v_c.mean())
+        # eq. 27 on the states the REF calls feasible (App. A.1: the constraint V_c = 0 holds
+        # there; where it does not, lambda_p grows), bounded by lagrange_max
+        feasible = (u < 0.5).float() * valid
+        v_feasible = (v_c * feasible).sum() / feasible.sum().clamp_min(1.0)  # 0 if none
+        self.lagrangian.step(v_feasible)
         metrics["lagrange/lambda_p"] = self.lagrangian.lagrange
         metrics["lagrange/mu"] = self.lagrangian.penalty
         metrics["lagrange/phi"] = phi.mean()
         metrics["value/return_scale_r"] = self.return_scale[0].clone()
         metrics["value/return_scale_c"] = self.return_scale[1].clone()
-        metrics["value/v_r"] = self.v_r(feat).mean().detach()
-        metrics["value/v_c"] = v_c.mean()
+        metrics["value/v_c_feasible"] = v_feasible
         metrics["ref/u_mean"] = u.mean()
-        viol = (batch["cost"] > 0).float()
+        viol = d["violation"]
         metrics["ref/u_at_violation"] = (u * viol).sum() / viol.sum().clamp_min(1)
         metrics["ref/u_no_violation"] = (u * (1 - viol)).sum() / (1 - viol).sum().clamp_min(1)
-        with torch.no_grad():
-            pred_cost = self.wm.cost(feat)
-            pred_rew = self.wm.reward(feat)
-        metrics["rate/cost_true"] = viol.mean()
-        metrics["rate/cost_pred"] = (pred_cost > a.cost_event).float().mean()
-        metrics["rate/reward_true"] = (batch["reward"] > 0).float().mean()
-        metrics["rate/reward_pred"] = (pred_rew > 0.5).float().mean()
-        self.step_count += 1
-        return {k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()}
 
-    def _imagine(self, start: Tensor, horizon: int) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():  # slow copies follow
+            for fast, slow in ((self.v_r, self.v_r_slow), (self.v_c, self.v_c_slow),
+                               (self.ref, self.ref_slow)):  # fmt: skip
+                for p, q in zip(fast.parameters(), slow.parameters(), strict=True):
+                    q.lerp_(p, a.slow_rate)
+        return metrics
+
+    def set_imagination_actor(self, actor: Actor | None) -> None:
+        """The actor the critics' imagined rollouts follow (None: `self.actor`). Kept out of the
+        module tree: its weights belong to whoever owns it (PEX saves its frozen actor)."""
+        self.__dict__["_imagine_actor"] = actor
+
+    def _imagine(
+        self, start: Tensor, horizon: int, actor: Actor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Eq. 6 from flat features [N, F]: features [H + 1, N, F] and actions [H, N, A]."""
+        actor = actor or self.__dict__.get("_imagine_actor") or self.actor
         d = self.cfg.model.deter
         state: State = (
             start[:, :d],
@@ -190,34 +291,28 @@ class FOSPAgent(nn.Module):
         )
         feats, actions = [start], []
         for _ in range(horizon):
-            act = self.actor.sample(feats[-1])
+            act = actor.sample(feats[-1])
             state = self.wm.imagine_step(state, act)
             feats.append(self.wm.feat(*state))
             actions.append(act)
         return torch.stack(feats), torch.stack(actions)
 
-    def _ref_loss(
-        self, feat: Tensor, batch: dict[str, Tensor], feats: Tensor, cost_now: Tensor
-    ) -> dict[str, Tensor]:
+    def _ref_loss(self, d: dict[str, Tensor], feats: Tensor) -> dict[str, Tensor]:
+        """Eq. 30 on dataset rows (violation from the cost labels) and on imagined rollouts (from
+        the cost decoder), bootstrapped from the slow REF."""
         a = self.cfg.agent
-        logits = self.ref(feat)
         with torch.no_grad():
-            u_next = torch.sigmoid(logits[:, 1:])
-            viol = (batch["cost"] > 0).float()
-            # rows 0..T-2 bootstrap from the next row; the last row only where the episode ends
-            target = O.ref_target(viol[:, :-1], u_next, a.gamma_u, torch.ones_like(u_next))
-            last_t = viol[:, -1]
-            mask_last = batch["is_last"][:, -1].float()
-        loss = bce_soft(logits[:, :-1], target).mean()
-        loss = loss + (bce_soft(logits[:, -1], last_t) * mask_last).sum() / feat.shape[0]
+            u_next = torch.sigmoid(self.ref_slow(d["feat_next"]))
+            target = O.ref_target(d["violation"], u_next, a.gamma_u, d["has_next"])
+        loss = bce_soft(self.ref(d["feat"]), target).mean()
         out = {"ref/loss_data": loss}
         if a.ref_imagined:
-            logits_i = self.ref(feats[:-1])
             with torch.no_grad():
-                u_next_i = torch.sigmoid(self.ref(feats[1:]))
+                cost_now = self.wm.cost(feats[:-1])
                 viol_i = (cost_now > a.cost_event).float()
+                u_next_i = torch.sigmoid(self.ref_slow(feats[1:]))
                 target_i = O.ref_target(viol_i, u_next_i, a.gamma_u, torch.ones_like(u_next_i))
-            loss_i = bce_soft(logits_i, target_i).mean()
+            loss_i = bce_soft(self.ref(feats[:-1]), target_i).mean()
             out["ref/loss_imagined"] = loss_i
             loss = loss + loss_i
         self._update("ref", loss, self.ref.parameters())
@@ -261,6 +356,8 @@ class FOSPAgent(nn.Module):
             "optimizers": {k: o.state_dict() for k, o in self.opts.items()},
             "lagrangian": self.lagrangian.state_dict(),
             "step": self.step_count,
+            "behaviour_rng": self.generator.get_state(),
+            "behaviour_steps": self._behaviour_steps,
         }
 
     def load_full_state(self, state: dict[str, Any]) -> None:
@@ -269,3 +366,5 @@ class FOSPAgent(nn.Module):
             o.load_state_dict(state["optimizers"][k])
         self.lagrangian.load_state_dict(state["lagrangian"])
         self.step_count = int(state["step"])
+        self.generator.set_state(state["behaviour_rng"])
+        self._behaviour_steps = int(state["behaviour_steps"])

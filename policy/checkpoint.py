@@ -32,7 +32,7 @@ from policy.config import Config
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 DATASET_JSON = "dataset.json"
-FORMAT = 1
+FORMAT = 2  # 2: two-hot critics, slow copies, behaviour RNG (issue 10)
 
 # What each use of a checkpoint reads from it (dotted: nested keys); a missing one is named.
 AGENT_KEYS = (
@@ -42,6 +42,8 @@ AGENT_KEYS = (
     "agent.optimizers",
     "agent.lagrangian",
     "agent.step",
+    "agent.behaviour_rng",
+    "agent.behaviour_steps",
 )
 TRAINING_KEYS = (*AGENT_KEYS, "rng", "rng.python", "rng.torch", "replay", "replay.generator")
 FINETUNE_KEYS = (*TRAINING_KEYS, "expansion", "expansion.generator", "applied")
@@ -175,8 +177,13 @@ def load(
     except Exception as err:  # torch raises many types for a corrupt file
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint: {first}") from err
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or "format" not in state:
         raise CheckpointError(f"{path} is not a FOSP checkpoint (format {FORMAT})")
+    if state["format"] != FORMAT:
+        raise CheckpointError(
+            f"{path} has checkpoint format {state['format']!r}; this version reads format "
+            f"{FORMAT} (retrain it with this version)"
+        )
     for key in keys:
         node: Any = state
         for part in key.split("."):

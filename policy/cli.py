@@ -85,7 +85,17 @@ def register(sub) -> None:
     )
     ft.add_argument("--out", required=True, help="finetune run folder (resumes if it exists)")
     ft.add_argument("--strategy", choices=["pex", "direct"], default="pex")
-    ft.add_argument("--init", choices=["scratch", "copy"], default="scratch", help="new actor")
+    ft.add_argument(
+        "--init", choices=["copy", "scratch"], default="copy", help="new actor psi' (line 12)"
+    )
+    ft.add_argument(
+        "--selection", choices=["chunk", "step"], default="chunk",
+        help="chunk: every 10 steps by imagined return; step: eqs. 21-22 every step",
+    )  # fmt: skip
+    ft.add_argument(
+        "--actor-weight", choices=["awr", "linear"], default="awr",
+        help="weight of replay actions: eq. 19 (awr) or eq. 23 (linear)",
+    )  # fmt: skip
     ft.add_argument(
         "--inv-temperature", type=types.positive_float, default=10.0, help="1/alpha of eq. 21"
     )
@@ -181,6 +191,8 @@ def _finetune(args: argparse.Namespace) -> int:
     fcfg = FinetuneConfig(
         strategy=args.strategy,
         init=args.init,
+        selection=args.selection,
+        actor_weight=args.actor_weight,
         inv_temperature=args.inv_temperature,
         updates_per_episode=args.updates_per_episode,
         seed=args.seed,

@@ -54,6 +54,21 @@ class AgentConfig:
     penalty_growth: float = 5e-9  # nu (Table 4, read as 5e-9): mu^{k+1} = mu^k (1 + nu)
     actor_min_std: float = 0.1
     actor_max_std: float = 1.0
+    # behaviour learning on full-history features (policy/feature_cache.py; docs/algorithm.md)
+    expectile_c: float = 0.2  # V_c fits the lower expectile: the best in-support cost (FISOR)
+    slow_rate: float = 0.02  # EMA rate of the slow V, V_c and REF that every bootstrap reads
+    adv_decay: float = 0.99  # EMA of each advantage's std, which normalises it before eq. 19
+    lagrange_max: float = 1.0  # lambda_p bound (App. A.1: lambda_p moves only where infeasible)
+    # eq. 19's feasibility weight f: ref = 1 - u(s) (the paper); in_sample = 1{G_c(s, a) <=
+    # cost_limit}, the recorded action's own in-sample cost return (FISOR's hard gate: unsafe
+    # successes never enter the reward branch); both = their product
+    feasible_gate: str = "in_sample"
+    cost_limit: float = 0.1
+    behaviour_batch: int = 256  # cached rows per behaviour step
+    behaviour_repeats: int = 4  # behaviour steps per world-model step
+    imagine_starts: int = 64  # rows of a behaviour batch that start an imagined rollout (eq. 6)
+    cache_every: int = 50  # world-model steps between refreshes of the feature cache
+    returns_every: int = 5  # behaviour steps between refreshes of the in-sample returns
 
 
 @dataclass(frozen=True)
@@ -163,15 +178,30 @@ class FinetuneConfig:
     `finetune.json`, separate from `Config` so offline runs and their config.json are unchanged."""
 
     strategy: str = "pex"  # pex = safe policy expansion; direct = finetune the offline actor
-    init: str = "scratch"  # new actor psi': scratch (fresh init, as PEX) | copy (offline weights)
+    # new actor psi' (Algorithm 1 line 12): copy = the offline weights (starts competent; PEX's
+    # fresh policy executed ~half the steps at random: unseen-1 SR 50 -> 20 %), scratch = new init
+    init: str = "copy"
+    # the learning actor's weight on replay actions: awr = eq. 19's positive weights (as
+    # offline); linear = eq. 23's linear weight applied to replay actions (negative weights push
+    # psi' away from the data: log pi(data) fell to -25, docs/algorithm.md "Finetuning")
+    actor_weight: str = "awr"
     # eq. 21's softmax. Table 4's "PEX temperature 10" is read as PEX's inverse temperature:
     # logits = 10 * Q~ (alpha = 0.1 in eq. 21's Q~/alpha); docs/algorithm.md "Finetuning"
     inv_temperature: float = 10.0
+    # step = eqs. 21-22 at every control step on Q of each proposal; chunk = every `chunk`
+    # steps, each actor's imagined lambda-return (reward minus cost, each over its learned return
+    # scale) from the current latent decides which actor acts for the next chunk
+    selection: str = "chunk"
+    chunk: int = 10
+    rollouts: int = 8  # imagined rollouts per actor at a chunk decision
     r_max: float = 1.0  # max reward per step (SafeReach: 1 while touching the target)
     c_max: float = 1.0  # max cost per step
     horizon: int = 80  # T of Q^* = sum_{t=0}^{T} gamma^t r_max (SafeReach episodes: 80 steps)
     linear_phi: bool = True  # eq. 23 with eq. 16's Phi inside the reward branch (as offline)
     updates_per_episode: int = 40  # K gradient steps after each online episode
+    online_share: float = 0.5  # share of every batch drawn from the online episodes
+    imagine_with: str = "offline"  # actor of the critics' imagined rollouts: offline | new
+    action_std: float = 0.1  # cap of the execution noise (the scripted operators: std 0.25)
     label_delay: int = 2  # simulated operator's reaction delay (steps)
     sample_actions: bool = True  # proposals sampled from each actor while finetuning
     seed: int = 0

@@ -10,7 +10,13 @@
   the probability of executing each, from Q and Q_c of *its own* proposal.
 - `direct`: ablation (ii), no expansion: the offline actor itself keeps learning and acts alone.
 
-Both strategies train the learning actor with eq. 23's linear weight (`linear_weights`).
+Selection (`FinetuneConfig.selection`): `step` is eqs. 21-22 at every control step; `chunk`
+decides every `chunk` steps from each actor's imagined lambda-return (reward minus cost, each in
+its learned return scale) from the current latent, so harm that builds up over steps counts.
+The learning actor is trained with eq. 19's positive weights on replay actions (`awr`) or with
+eq. 23's linear weight (`linear`, the ablation). Batches draw `online_share` of their rows from
+the online episodes; the critics' imagined rollouts follow the frozen offline actor (an
+immature new actor does not rewrite the transferred critics and REF).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from policy import objectives as O
 from policy.agent import FOSPAgent, _adam
 from policy.config import STRATEGIES, FinetuneConfig
 from policy.networks import Actor
@@ -71,8 +78,14 @@ class PolicyExpansion:
     def __init__(self, agent: FOSPAgent, cfg: FinetuneConfig):
         if cfg.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, not {cfg.strategy!r}")
-        if cfg.init not in ("scratch", "copy"):
-            raise ValueError(f"init must be scratch or copy, not {cfg.init!r}")
+        for name, value, allowed in (
+            ("init", cfg.init, ("scratch", "copy")),
+            ("actor_weight", cfg.actor_weight, ("awr", "linear")),
+            ("selection", cfg.selection, ("step", "chunk")),
+            ("imagine_with", cfg.imagine_with, ("offline", "new")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
         self.agent, self.cfg = agent, cfg
         gamma = agent.cfg.agent.gamma
         self.q_star = return_upper_bound(cfg.r_max, gamma, cfg.horizon)
@@ -95,8 +108,39 @@ class PolicyExpansion:
             # psi, which no longer learns)
             optim = agent.cfg.optim
             agent.opts["actor"] = _adam(agent.actor.parameters(), optim.lr_actor_critic, optim)
+            if cfg.imagine_with == "offline":
+                agent.set_imagination_actor(self.frozen)
+        self._chunk_left, self._chunk_choice, self._chunk_probs = 0, 0, np.array([0.5, 0.5])
 
     # ------------------------------------------------------------------ acting
+
+    def _propose(self, actor, feat: Tensor, deterministic: bool) -> Tensor:
+        """The actor's action for `feat`: its mean, or a sample with std capped at action_std."""
+        dist = actor.dist(feat) if hasattr(actor, "dist") else None
+        if dist is None:  # a fixed test actor
+            return actor.sample(feat, deterministic)
+        if deterministic:
+            return dist.mean.clamp(-1.0, 1.0)
+        std = dist.stddev.clamp(max=self.cfg.action_std)
+        noise = torch.randn(dist.mean.shape, generator=self.generator).to(feat.device)
+        return (dist.mean + std * noise).clamp(-1.0, 1.0)
+
+    @torch.no_grad()
+    def imagined_scores(self, feat: Tensor) -> Tensor:
+        """Each actor's mean imagined lambda-return from `feat` [1, F]: reward over its return
+        scale minus cost over its own ([2]: offline, new)."""
+        agent, a = self.agent, self.agent.cfg.agent
+        n = self.cfg.rollouts
+        scores = []
+        for actor in (self.frozen, agent.actor):
+            feats, _ = agent._imagine(feat.expand(n, -1), a.horizon, actor)
+            nxt = feats[1:]
+            rew, cost, cont = agent.wm.reward(nxt), agent.wm.cost(nxt), agent.wm.cont(nxt)
+            ret_r = O.lambda_returns(rew, cont, agent.v_r_slow(nxt), a.gamma, a.lambda_r)[0]
+            ret_c = O.lambda_returns(cost, cont, agent.v_c_slow(nxt), a.gamma, a.lambda_c)[0]
+            scale_r, scale_c = agent.return_scale.clamp_min(1e-3)
+            scores.append((ret_r / scale_r - ret_c / scale_c).mean())
+        return torch.stack(scores)
 
     @torch.no_grad()
     def act(
@@ -107,39 +151,64 @@ class PolicyExpansion:
     ) -> tuple[np.ndarray, dict[str, Tensor], dict[str, Any]]:
         """One control step. Returns the executed action, the recurrent state (its "action" is
         the executed one, so the world model follows what the arm did) and info: "policy"
-        (0 = offline, 1 = online/new) and, for pex, "probs" and "q_tilde" of both proposals.
+        (0 = offline, 1 = online/new) and, for pex, "probs" (and "q_tilde" per step).
         Deterministic (evaluation): mean proposals and the more probable one is executed."""
         agent = self.agent
         if self.frozen is None:  # direct: the (finetuned) offline actor alone
-            action, state = agent.act(obs, state, deterministic)
-            return action, state, {"policy": ONLINE}
-        # the frozen actor's proposal comes with the current state's features
+            _, state = agent.act(obs, state, deterministic)
+            action = self._propose(agent.actor, state["feat"], deterministic)
+            state = {**state, "action": action}
+            return action[0].cpu().numpy(), state, {"policy": ONLINE}
+        if state is None:
+            self._chunk_left = 0  # a new episode starts a new chunk
+        # the world-model state of this observation (the frozen actor's action is replaced)
         _, state = agent.act(obs, state, deterministic, actor=self.frozen)
         feat = state["feat"]
-        proposals = torch.cat([state["action"], agent.actor.sample(feat, deterministic)])  # [2, A]
-        feats = feat.expand(2, -1)
-        q_tilde = normalised_q(
-            agent.q_r(feats, proposals), agent.q_c(feats, proposals), self.q_star, self.c_star
-        )
-        probs = selection_probs(q_tilde, self.cfg.inv_temperature)
-        if deterministic:
-            k = int(torch.argmax(probs))
+        actors = (self.frozen, agent.actor)
+        info: dict[str, Any] = {}
+        if self.cfg.selection == "step":
+            proposals = torch.cat([self._propose(x, feat, deterministic) for x in actors])
+            feats = feat.expand(2, -1)
+            q_tilde = normalised_q(
+                agent.q_r(feats, proposals), agent.q_c(feats, proposals), self.q_star, self.c_star
+            )
+            probs = selection_probs(q_tilde, self.cfg.inv_temperature)
+            k = self._choose(probs, deterministic)
+            action = proposals[k : k + 1]
+            info["q_tilde"] = q_tilde.cpu().numpy()
         else:
-            k = int(torch.multinomial(probs.cpu(), 1, generator=self.generator))
-        state = {**state, "action": proposals[k : k + 1]}
-        info = {"policy": k, "probs": probs.cpu().numpy(), "q_tilde": q_tilde.cpu().numpy()}
-        return proposals[k].cpu().numpy(), state, info
+            if self._chunk_left <= 0:
+                probs = selection_probs(self.imagined_scores(feat), self.cfg.inv_temperature)
+                self._chunk_choice = self._choose(probs, deterministic)
+                self._chunk_probs = probs.cpu().numpy()
+                self._chunk_left = self.cfg.chunk
+            self._chunk_left -= 1
+            k = self._chunk_choice
+            probs = torch.as_tensor(self._chunk_probs)
+            action = self._propose(actors[k], feat, deterministic)
+        state = {**state, "action": action}
+        info.update(policy=k, probs=probs.cpu().numpy())
+        return action[0].cpu().numpy(), state, info
+
+    def _choose(self, probs: Tensor, deterministic: bool) -> int:
+        if deterministic:
+            return int(torch.argmax(probs))
+        return int(torch.multinomial(probs.cpu(), 1, generator=self.generator))
 
     # ------------------------------------------------------------------ learning
 
     def weight(self, adv_r: Tensor, adv_c: Tensor, feasible: Tensor, phi: Tensor, valid: Tensor):
         a = self.agent.cfg.agent
+        if self.cfg.actor_weight == "awr":  # eq. 19, positive, 1/Z over executed rows
+            w = O.awr_weights(adv_r, adv_c, feasible, phi, a.beta_r, a.beta_c, a.awr_max_exponent)
+            return w / ((w * valid).sum() / valid.sum().clamp_min(1)).clamp_min(1e-8)
         phi = phi if self.cfg.linear_phi else 0.0
         return linear_weights(adv_r, adv_c, feasible, phi, a.beta_r, a.beta_c, valid)
 
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Algorithm 1 lines 17-24: world model, critics, values, REF on the batch (offline and
-        online windows alike), the learning actor with eq. 23; the frozen actor is untouched."""
+        online rows, `online_share` of them online), the learning actor with `weight`; the frozen
+        actor is untouched."""
         return self.agent.train_step(batch, policy_weight=self.weight)
 
     # ------------------------------------------------------------------ checkpoints

@@ -180,6 +180,9 @@ class Finetuner:
                 self.agent.load_full_state(ckpt.load(run, self.cfg, map_location=dev)["agent"])
         self.expansion = PolicyExpansion(self.agent, fcfg)  # freezes the loaded offline actor
         self.replay = Replay.from_dataset(dataset, self.cfg.train.length, dev, seed=fcfg.seed)
+        self.agent.attach(self.replay)
+        self.agent.replay_online_from = len(self.replay)  # rows after this are online
+        self.agent.online_share = fcfg.online_share
         self.applied: list[str] = []
         if resume:
             state = ckpt.load(self.out, self.cfg, map_location=dev, keys=ckpt.FINETUNE_KEYS)
@@ -223,7 +226,10 @@ class Finetuner:
         start = time.perf_counter()
         sums: dict[str, torch.Tensor] = {}
         for _ in range(k):
-            metrics = self.expansion.update(self.replay.sample(self.cfg.train.batch))
+            batch = self.replay.sample(
+                self.cfg.train.batch, self.agent.replay_online_from, self.fcfg.online_share
+            )
+            metrics = self.expansion.update(batch)
             for key, v in metrics.items():
                 sums[key] = sums.get(key, 0) + v.float()
         self.agent.eval()

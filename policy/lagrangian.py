@@ -26,21 +26,29 @@ def lagrange_update(lagrange: Tensor, penalty: Tensor | float, v_c: Tensor) -> T
 
 class AugmentedLagrangian:
     def __init__(
-        self, lagrange_init: float, penalty_init: float, penalty_growth: float, device="cpu"
+        self,
+        lagrange_init: float,
+        penalty_init: float,
+        penalty_growth: float,
+        device="cpu",
+        lagrange_max: float = float("inf"),
     ):
         if penalty_init <= 0 or penalty_growth < 0 or lagrange_init < 0:
             raise ValueError("need mu^0 > 0, nu >= 0, lambda_p^0 >= 0")
         self.lagrange = torch.tensor(float(lagrange_init), dtype=torch.float64, device=device)
         self.penalty = torch.tensor(float(penalty_init), dtype=torch.float64, device=device)
         self.growth = float(penalty_growth)
+        self.lagrange_max = float(lagrange_max)
 
     def phi(self, v_c: Tensor) -> Tensor:
         return phi(v_c, self.lagrange, self.penalty)
 
     @torch.no_grad()
     def step(self, v_c_mean: Tensor) -> None:
-        """One update after a gradient step, from the batch mean of V_c over dataset states."""
-        self.lagrange = lagrange_update(self.lagrange, self.penalty, v_c_mean.detach())
+        """One update after a gradient step, from the mean of V_c over the batch's feasible
+        states; lambda_p stays within [0, lagrange_max]."""
+        new = lagrange_update(self.lagrange, self.penalty, v_c_mean.detach())
+        self.lagrange = new.clamp(max=self.lagrange_max)
         self.penalty = self.penalty * (1.0 + self.growth)  # non-decreasing mu
 
     def state_dict(self) -> dict[str, float]:

@@ -107,19 +107,28 @@ class Actor(nn.Module):
         return a.clamp(-1.0, 1.0)
 
 
-class QNet(nn.Module):
-    """Q(s, a) -> scalar."""
+class Critic(nn.Module):
+    """Q(s, a) (with `action_dim`) or V(s) (without) as a symlog two-hot head (DreamerV3's
+    critic): `forward` gives the value, `loss(inputs, target)` the cross-entropy, so a target's
+    size never sets the gradient's (MSE on returns of ~20 let one outlier dominate)."""
 
-    def __init__(self, feat: int, action_dim: int, units: int, layers: int):
+    def __init__(self, feat: int, units: int, layers: int, bins: int, action_dim: int = 0):
         super().__init__()
-        self.net = zero_output(mlp(feat + action_dim, units, layers, 1))
+        self.head = TwoHotHead(feat + action_dim, units, layers, bins)
 
-    def forward(self, feat: Tensor, action: Tensor) -> Tensor:
-        return self.net(torch.cat([feat, action], -1)).squeeze(-1)
+    def _inputs(self, feat: Tensor, action: Tensor | None) -> Tensor:
+        return feat if action is None else torch.cat([feat, action], -1)
+
+    def forward(self, feat: Tensor, action: Tensor | None = None) -> Tensor:
+        return self.head.mean(self.head(self._inputs(feat, action)))
+
+    def loss(self, feat: Tensor, target: Tensor, action: Tensor | None = None) -> Tensor:
+        """-ln p(target) per element (two-hot of symlog target)."""
+        return self.head.loss(self.head(self._inputs(feat, action)), target)
 
 
 class VNet(nn.Module):
-    """V(s) -> scalar, or a logit (the REF u(s) = sigmoid of it)."""
+    """A scalar of the state: the REF's logit (u(s) = sigmoid of it)."""
 
     def __init__(self, feat: int, units: int, layers: int):
         super().__init__()

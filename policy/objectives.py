@@ -101,6 +101,32 @@ def lambda_returns(
     return torch.stack(out[::-1])
 
 
+def dataset_lambda_returns(
+    rewards: Tensor, conts: Tensor, values: Tensor, gamma: float, lam: float
+) -> Tensor:
+    """Eq. 8 along recorded episodes [E, L] (batch first) with the real rewards and costs: row t
+    holds what arriving at s_t gave (reward, continuation) and V(s_t). Returns [E, L - 1], the
+    in-sample target of Q(s_t, a_t) for t = 0 .. L - 2 (eq. 10 with lambda instead of one step):
+    G_t = r_{t+1} + gamma c_{t+1} ((1 - lam) V(s_{t+1}) + lam G_{t+1}), G_{L-1} = V(s_{L-1})."""
+    ret = lambda_returns(rewards[:, 1:].T, conts[:, 1:].T, values[:, 1:].T, gamma, lam)
+    return ret.T
+
+
+def expectile_weight(target: Tensor, value: Tensor, kappa: float) -> Tensor:
+    """Eq. 7's asymmetric weight |kappa - 1{target - V < 0}| for a cross-entropy value loss:
+    kappa > 0.5 fits an upper expectile of the targets, kappa < 0.5 a lower one."""
+    return torch.where(target < value, 1.0 - kappa, kappa)
+
+
+def ema_spread(scale: Tensor, values: Tensor, mask: Tensor, decay: float) -> Tensor:
+    """EMA of the standard deviation of `values` over the rows where `mask` is 1; a scale of 0
+    (the buffer's initial value) is replaced by the first batch's spread."""
+    n = mask.sum().clamp_min(1.0)
+    mean = (values * mask).sum() / n
+    std = (((values - mean).square() * mask).sum() / n).sqrt()
+    return torch.where(scale > 0, decay * scale + (1 - decay) * std, std)
+
+
 def td_target(reward_next: Tensor, cont_next: Tensor, value_next: Tensor, gamma: float) -> Tensor:
     """Eq. 10's target with dataset rewards: r_t + gamma V(s^0_{t+1}) (masked at a true end)."""
     return reward_next + gamma * cont_next * value_next
@@ -147,3 +173,16 @@ def awr_weights(
     w_r = torch.exp(torch.clamp(beta_r * (adv_r - phi), max=max_exponent))
     w_c = torch.exp(torch.clamp(-beta_c * adv_c, max=max_exponent))
     return feasible * w_r + (1 - feasible) * w_c
+
+
+GATES = ("ref", "in_sample", "both")
+
+
+def feasibility(gate: str, u: Tensor, ret_c: Tensor, cost_limit: float) -> Tensor:
+    """Eq. 19's f per row: `ref` = 1 - u(s) (the REF's probability of staying feasible, §4.2);
+    `in_sample` = 1{G_c <= d}, whether the recorded action's in-sample cost return stays within
+    the cost limit d (FISOR's hard feasibility gate); `both` = their product."""
+    if gate not in GATES:
+        raise ValueError(f"feasible_gate must be one of {GATES}, not {gate!r}")
+    within = (ret_c <= cost_limit).to(u.dtype)
+    return {"ref": 1.0 - u, "in_sample": within, "both": (1.0 - u) * within}[gate]

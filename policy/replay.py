@@ -114,11 +114,24 @@ class Replay:
                 raise ReplayError(f"{name}: field '{k}' has shape {got}, expected {(n, *shape)}")
         return n
 
-    def sample(self, batch: int) -> dict[str, Tensor]:
+    def sample(
+        self, batch: int, online_from: int = -1, online_share: float = 0.0
+    ) -> dict[str, Tensor]:
         """B windows of `length` consecutive rows of one episode each. Row 0 of every window is
-        marked is_first, so the RSSM starts each window from its initial state."""
-        pick = torch.randint(len(self.starts), (batch,), generator=self.generator)
-        idx = self.starts[pick][:, None] + torch.arange(self.length)
+        marked is_first, so the RSSM starts each window from its initial state. With
+        `online_from` >= 0, a share `online_share` of the windows starts at or after that row
+        (finetuning's online episodes)."""
+        starts = self.starts
+        online = starts[starts >= online_from] if online_from >= 0 else starts[:0]
+        n_on = int(round(batch * online_share)) if len(online) else 0
+        if n_on:
+            offline = starts[starts < online_from]
+            a = online[torch.randint(len(online), (n_on,), generator=self.generator)]
+            b = offline[torch.randint(len(offline), (batch - n_on,), generator=self.generator)]
+            first = torch.cat([a, b])
+        else:
+            first = starts[torch.randint(len(starts), (batch,), generator=self.generator)]
+        idx = first[:, None] + torch.arange(self.length)
         idx = idx.to(self.storage_device)
         out = {k: v[idx] for k, v in self.data.items()}
         out["is_first"] = out["is_first"].clone()

@@ -117,6 +117,7 @@ def build(
 ) -> tuple[FOSPAgent, Replay, int]:
     replay, skipped = load_replay(dataset, cfg, device, skip_bad_files)
     agent = FOSPAgent(cfg, device)
+    agent.attach(replay)  # behaviour learns on full-history features of every episode
     if cfg.train.compile:
         agent.wm.loss = torch.compile(agent.wm.loss)  # type: ignore[method-assign]
     return agent, replay, skipped

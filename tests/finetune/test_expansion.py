@@ -90,7 +90,7 @@ def _obs(rng):
 
 def test_act_uses_eq21_on_each_proposals_own_q_from_the_current_state():
     agent = FOSPAgent(resolve("tiny"))
-    fc = FinetuneConfig(inv_temperature=10.0, horizon=80, seed=3)
+    fc = FinetuneConfig(inv_temperature=10.0, horizon=80, seed=3, selection="step")
     pex = PolicyExpansion(agent, fc)
     gamma = agent.cfg.agent.gamma
     q_star = return_upper_bound(1.0, gamma, 80)
@@ -121,6 +121,44 @@ def test_act_uses_eq21_on_each_proposals_own_q_from_the_current_state():
     # deterministic (evaluation): the more probable proposal
     _, _, info = pex.act(_obs(rng), None, deterministic=True)
     assert info["policy"] == OFFLINE
+
+
+def test_chunk_selection_spreads_when_one_actor_is_clearly_worse(monkeypatch):
+    """Per chunk, each actor's imagined lambda-return (reward over its return scale minus cost
+    over its own) from the current latent decides; a clearly worse actor is rarely chosen, and
+    the choice holds for `chunk` steps."""
+    agent = FOSPAgent(resolve("tiny"))
+    fc = FinetuneConfig(inv_temperature=10.0, seed=1, selection="chunk", chunk=5, rollouts=4)
+    pex = PolicyExpansion(agent, fc)
+    offline, online = FixedActor([0.8] * 6), FixedActor([-0.8] * 6)
+    pex.frozen, agent.actor = offline, online
+
+    def imagine(start, horizon, actor=None):
+        # every imagined state carries the actor's action in feature 0; 3 steps
+        act = actor.action[0]
+        feats = torch.zeros(4, start.shape[0], start.shape[1])
+        feats[..., 0] = act
+        return feats, torch.zeros(3, start.shape[0], 6)
+
+    monkeypatch.setattr(agent, "_imagine", imagine)
+    monkeypatch.setattr(agent.wm, "reward", lambda f: (f[..., 0] > 0).float())  # 1 per step
+    monkeypatch.setattr(agent.wm, "cost", lambda f: (f[..., 0] < 0).float())  # cost per step
+    monkeypatch.setattr(agent.wm, "cont", lambda f: torch.ones(f.shape[:-1]))
+    for net in (agent.v_r_slow, agent.v_c_slow):
+        monkeypatch.setattr(net, "forward", lambda f, action=None: torch.zeros(f.shape[:-1]))
+    agent.return_scale.fill_(2.0)
+    scores = pex.imagined_scores(torch.zeros(1, agent.wm.feat_dim))
+    g, lam = agent.cfg.agent.gamma, agent.cfg.agent.lambda_r
+    three = 1 + g * lam * (1 + g * lam)  # eq. 8 with V = 0 over 3 steps of 1
+    assert scores.tolist() == pytest.approx([three / 2, -three / 2], rel=1e-5)
+    rng = np.random.default_rng(0)
+    state, picks = None, []
+    for _ in range(20):
+        _, state, info = pex.act(_obs(rng), state)
+        picks.append(info["policy"])
+        assert info["probs"][OFFLINE] > 0.99  # softmax(10 * (1.49 vs -1.49))
+    # the choice changes at chunk boundaries only
+    assert all(len(set(picks[i : i + 5])) == 1 for i in range(0, 20, 5))
 
 
 def test_frozen_policy_stays_bit_for_bit_and_the_rest_learns(pretrained, offline_data, tmp_path):

@@ -1,0 +1,114 @@
+"""Full-history posterior features of every replay row, for behaviour learning.
+
+When the policy acts, its RSSM state carries the whole episode (`FOSPAgent.act`). Training
+windows start from a zero state, and on SafeReach a 16-row window's h is still far from the
+full-history h of the same row (issue 10: gap 5.45 at row 0, 1.27 at row 15, |h| ~ 5).
+Critics, values, the REF and the actor therefore learn on features computed the way acting
+computes them: each episode observed from its first row, world model frozen, refreshed every
+`cache_every` world-model steps (and whenever the replay grows). One refresh of 200 SafeReach
+episodes is a few seconds on a CPU; a behaviour step then costs a gather.
+
+The cache also holds the in-sample lambda-returns of the recorded rewards and costs
+(`dataset_lambda_returns`), bootstrapped from the slow value networks, refreshed every
+`returns_every` behaviour steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from policy import objectives as O
+from policy.replay import Replay
+
+
+class FeatureCache:
+    def __init__(self, replay: Replay, chunk: int = 32):
+        self.replay = replay
+        self.chunk = chunk
+        self.rows = 0  # replay rows covered by the last refresh
+        self.layout = torch.zeros(0, 0, dtype=torch.long)  # [E, L] row indices, -1 padding
+        self.feat = torch.zeros(0)
+        self.ret_r = self.ret_c = torch.zeros(0)
+
+    def stale(self) -> bool:
+        return self.rows != len(self.replay)
+
+    def _episodes(self) -> list[Tensor]:
+        first = torch.nonzero(self.replay.data["is_first"].cpu()).squeeze(-1)
+        ends = torch.cat([first[1:], torch.tensor([len(self.replay)])])
+        return [torch.arange(int(a), int(b)) for a, b in zip(first, ends, strict=True)]
+
+    @torch.no_grad()
+    def refresh(self, wm) -> None:
+        """Posterior features of every row, each episode observed from its first row."""
+        episodes = self._episodes()
+        longest = max(len(e) for e in episodes)
+        layout = torch.full((len(episodes), longest), -1, dtype=torch.long)
+        for i, rows in enumerate(episodes):
+            layout[i, : len(rows)] = rows
+        feat = torch.zeros(len(self.replay), wm.feat_dim, device=self.replay.device)
+        by_length: dict[int, list[int]] = {}
+        for i, rows in enumerate(episodes):
+            by_length.setdefault(len(rows), []).append(i)
+        for length, members in by_length.items():
+            for k in range(0, len(members), self.chunk):
+                idx = layout[members[k : k + self.chunk], :length]
+                batch = self.replay.gather(idx)
+                embed = wm.embed(batch["image"], batch["pose"])
+                is_first = torch.zeros_like(batch["is_first"])
+                is_first[:, 0] = True
+                h, z, _, _ = wm.observe(embed, batch["action"], is_first)
+                feat[idx.reshape(-1).to(feat.device)] = wm.feat(h, z).reshape(-1, wm.feat_dim)
+        self.layout, self.feat = layout.to(self.replay.device), feat
+        self.rows = len(self.replay)
+        data = self.replay.data
+        dev = self.replay.device
+        self.action = data["action"].to(dev)
+        self.reward = data["reward"].to(dev)
+        self.cost = data["cost"].to(dev)
+        self.cont = 1.0 - data["is_terminal"].float().to(dev)
+        self.valid = ~data["is_last"].to(dev)  # rows whose action was executed
+        last = torch.zeros(len(self.replay), dtype=torch.bool, device=dev)
+        last[torch.tensor([int(e[-1]) for e in episodes], device=dev)] = True
+        self.has_next = ~last
+        self.next = torch.where(self.has_next, torch.arange(len(last), device=dev) + 1, 0)
+        self.ret_r = self.ret_c = torch.zeros(len(self.replay), device=dev)
+
+    @torch.no_grad()
+    def update_returns(
+        self, v_r: Callable[[Tensor], Tensor], v_c: Callable[[Tensor], Tensor], agent_cfg
+    ) -> None:
+        """In-sample lambda-returns of every executed row from the recorded rewards and costs,
+        bootstrapped from the given (slow) value networks."""
+        a = agent_cfg
+        mask = self.layout >= 0
+        idx = self.layout.clamp_min(0)
+        ret = []
+        for v_net, signal, lam in ((v_r, self.reward, a.lambda_r), (v_c, self.cost, a.lambda_c)):
+            values = v_net(self.feat)[idx] * mask
+            g = O.dataset_lambda_returns(
+                signal[idx] * mask, self.cont[idx] * mask, values, a.gamma, lam
+            )
+            out = torch.zeros(len(self.feat), device=self.feat.device)
+            rows = idx[:, :-1][mask[:, 1:]]
+            out[rows] = g[mask[:, 1:]]
+            ret.append(out)
+        self.ret_r, self.ret_c = ret
+
+    def sample(
+        self, batch: int, generator: torch.Generator, online_from: int = -1, online_share=0.0
+    ) -> Tensor:
+        """Indices of `batch` executed rows; with `online_from` >= 0 a share `online_share` of
+        them comes from rows at or after it (the online episodes of finetuning)."""
+        valid = torch.nonzero(self.valid.cpu()).squeeze(-1)
+        if online_from < 0 or online_share <= 0 or not bool((valid >= online_from).any()):
+            pick = torch.randint(len(valid), (batch,), generator=generator)
+            return valid[pick].to(self.feat.device)
+        online, offline = valid[valid >= online_from], valid[valid < online_from]
+        n_on = int(round(batch * online_share))
+        a = online[torch.randint(len(online), (n_on,), generator=generator)]
+        b = offline[torch.randint(len(offline), (batch - n_on,), generator=generator)]
+        return torch.cat([a, b]).to(self.feat.device)
