@@ -64,6 +64,7 @@ def bench(preset: str, dataset: Path, device: str, steps: int, compile_: bool, b
     rss0 = rss_mb()
     replay = Replay.from_dataset(dataset, cfg.train.length, dev)
     agent = FOSPAgent(cfg, dev)
+    agent.attach(replay)  # behaviour steps on the full-history feature cache, as `fosp train`
     if compile_:
         agent.wm.loss = torch.compile(agent.wm.loss)  # type: ignore[method-assign]
     ctx = torch.autocast("cuda", torch.bfloat16) if bf16 else torch.autocast("cpu", enabled=False)

@@ -84,7 +84,7 @@ class FOSPAgent(nn.Module):
 
     def attach(self, replay: Replay) -> None:
         """Learn behaviour on the full-history features of every row of `replay`."""
-        self.cache = FeatureCache(replay)
+        self.cache = FeatureCache(replay, self.cfg.agent.gamma)
 
     # ------------------------------------------------------------------ training
 
@@ -118,8 +118,9 @@ class FOSPAgent(nn.Module):
                                                    policy_weight))  # fmt: skip
         else:
             if cache.stale() or self.step_count % a.cache_every == 0:
+                # every cache_every steps all rows; in between, new episodes only
                 self.wm.eval()
-                cache.refresh(self.wm)
+                cache.refresh(self.wm, only_new=self.step_count % a.cache_every != 0)
                 self.wm.train()
                 self._behaviour_steps = 0
             for _ in range(a.behaviour_repeats):
@@ -152,6 +153,7 @@ class FOSPAgent(nn.Module):
             "action": flat(batch["action"][:, :-1]),
             "ret_r": flat(rets[0]),
             "ret_c": flat(rets[1]),
+            "cost_to_go": flat(O.discounted_to_go(batch["cost"], cont, a.gamma)[:, :-1]),
             "feat_next": flat(feat[:, 1:]),
             "has_next": torch.ones_like(flat(rets[0])),
             "violation": flat((batch["cost"][:, :-1] > 0).float()),
@@ -166,6 +168,7 @@ class FOSPAgent(nn.Module):
             "action": c.action[rows],
             "ret_r": c.ret_r[rows],
             "ret_c": c.ret_c[rows],
+            "cost_to_go": c.cost_to_go[rows],
             "feat_next": c.feat[c.next[rows]],
             "has_next": c.has_next[rows].float(),
             "violation": (c.cost[rows] > 0).float(),
@@ -233,7 +236,7 @@ class FOSPAgent(nn.Module):
             scale_r, scale_c = self.adv_scale.clamp_min(1e-3)
             adv_r, adv_c = adv["r"] / scale_r, adv["c"] / scale_c
             phi = self.lagrangian.phi(v_c) / scale_r
-            f = O.feasibility(a.feasible_gate, u, d["ret_c"], a.cost_limit)
+            f = O.feasibility(a.feasible_gate, u, d["cost_to_go"], a.cost_limit)
             if policy_weight is None:
                 w = O.awr_weights(adv_r, adv_c, f, phi, a.beta_r, a.beta_c, a.awr_max_exponent)
                 w = w / mean_valid(w).clamp_min(1e-8)  # 1/Z (eq. 18)

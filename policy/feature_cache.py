@@ -25,8 +25,9 @@ from policy.replay import Replay
 
 
 class FeatureCache:
-    def __init__(self, replay: Replay, chunk: int = 32):
+    def __init__(self, replay: Replay, gamma: float, chunk: int = 32):
         self.replay = replay
+        self.gamma = gamma
         self.chunk = chunk
         self.rows = 0  # replay rows covered by the last refresh
         self.layout = torch.zeros(0, 0, dtype=torch.long)  # [E, L] row indices, -1 padding
@@ -42,17 +43,23 @@ class FeatureCache:
         return [torch.arange(int(a), int(b)) for a, b in zip(first, ends, strict=True)]
 
     @torch.no_grad()
-    def refresh(self, wm) -> None:
-        """Posterior features of every row, each episode observed from its first row."""
+    def refresh(self, wm, only_new: bool = False) -> None:
+        """Posterior features of every row, each episode observed from its first row. With
+        `only_new`, rows cached before keep their features and only the episodes added since
+        are observed (an online episode joins the cache without re-observing the dataset)."""
         episodes = self._episodes()
         longest = max(len(e) for e in episodes)
         layout = torch.full((len(episodes), longest), -1, dtype=torch.long)
         for i, rows in enumerate(episodes):
             layout[i, : len(rows)] = rows
         feat = torch.zeros(len(self.replay), wm.feat_dim, device=self.replay.device)
+        done = self.rows if only_new and len(self.feat) == self.rows else 0
+        if done:
+            feat[:done] = self.feat[:done]
         by_length: dict[int, list[int]] = {}
         for i, rows in enumerate(episodes):
-            by_length.setdefault(len(rows), []).append(i)
+            if int(rows[0]) >= done:
+                by_length.setdefault(len(rows), []).append(i)
         for length, members in by_length.items():
             for k in range(0, len(members), self.chunk):
                 idx = layout[members[k : k + self.chunk], :length]
@@ -76,6 +83,13 @@ class FeatureCache:
         self.has_next = ~last
         self.next = torch.where(self.has_next, torch.arange(len(last), device=dev) + 1, 0)
         self.ret_r = self.ret_c = torch.zeros(len(self.replay), device=dev)
+        # Monte-Carlo discounted cost to go of the recorded episode (no bootstrap): 0 exactly
+        # on every row after which the episode stays safe; eq. 19's in-sample feasibility gate
+        mask = self.layout >= 0
+        idx = self.layout.clamp_min(0)
+        mc = O.discounted_to_go(self.cost[idx] * mask, self.cont[idx] * mask, self.gamma)
+        self.cost_to_go = torch.zeros(len(self.replay), device=dev)
+        self.cost_to_go[idx[mask]] = mc[mask]
 
     @torch.no_grad()
     def update_returns(

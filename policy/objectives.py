@@ -112,6 +112,19 @@ def dataset_lambda_returns(
     return ret.T
 
 
+def discounted_to_go(signal: Tensor, conts: Tensor, gamma: float) -> Tensor:
+    """Monte-Carlo discounted sum of what follows each row of recorded episodes [E, L]: row t
+    gets sum_{k >= 1} gamma^(k-1) signal_{t+k} (continuations c_{t+k} stop it at a terminal);
+    the last row gets 0. Nothing is bootstrapped, so a row after which the episode stays
+    clean gets exactly 0."""
+    out = torch.zeros_like(signal)
+    nxt = torch.zeros_like(signal[:, 0])
+    for t in reversed(range(signal.shape[1] - 1)):
+        nxt = signal[:, t + 1] + gamma * conts[:, t + 1] * nxt
+        out[:, t] = nxt
+    return out
+
+
 def expectile_weight(target: Tensor, value: Tensor, kappa: float) -> Tensor:
     """Eq. 7's asymmetric weight |kappa - 1{target - V < 0}| for a cross-entropy value loss:
     kappa > 0.5 fits an upper expectile of the targets, kappa < 0.5 a lower one."""
@@ -178,11 +191,12 @@ def awr_weights(
 GATES = ("ref", "in_sample", "both")
 
 
-def feasibility(gate: str, u: Tensor, ret_c: Tensor, cost_limit: float) -> Tensor:
+def feasibility(gate: str, u: Tensor, cost_to_go: Tensor, cost_limit: float) -> Tensor:
     """Eq. 19's f per row: `ref` = 1 - u(s) (the REF's probability of staying feasible, §4.2);
-    `in_sample` = 1{G_c <= d}, whether the recorded action's in-sample cost return stays within
-    the cost limit d (FISOR's hard feasibility gate); `both` = their product."""
+    `in_sample` = 1{C <= d}, whether the recorded episode's discounted cost to go after this
+    action stays within the cost limit d (FISOR's hard feasibility gate, in-sample); `both` =
+    their product."""
     if gate not in GATES:
         raise ValueError(f"feasible_gate must be one of {GATES}, not {gate!r}")
-    within = (ret_c <= cost_limit).to(u.dtype)
+    within = (cost_to_go <= cost_limit).to(u.dtype)
     return {"ref": 1.0 - u, "in_sample": within, "both": (1.0 - u) * within}[gate]

@@ -31,6 +31,20 @@ def test_dataset_lambda_returns_by_hand():
     assert O.dataset_lambda_returns(r, c, v, 0.5, 0.5)[0, 1].item() == pytest.approx(2.0)
 
 
+def test_discounted_cost_to_go_by_hand():
+    cost = torch.tensor([[0.0, 0.0, 1.0, 1.0, 0.0]])
+    cont = torch.ones(1, 5)
+    # row t: sum_{k>=1} 0.5^(k-1) c_{t+k}: row 0 = 0 + 0.5 * 1 + 0.25 * 1, row 1 = 1 + 0.5,
+    # row 2 = 1, row 3 = 0 (the episode stays clean after it), last row 0
+    got = O.discounted_to_go(cost, cont, 0.5)[0]
+    assert got.tolist() == pytest.approx([0.75, 1.5, 1.0, 0.0, 0.0])
+    gate = O.feasibility("in_sample", torch.full((5,), 0.3), got, 0.1)
+    assert gate.tolist() == [0.0, 0.0, 0.0, 1.0, 1.0]
+    assert O.feasibility("ref", torch.full((5,), 0.3), got, 0.1).tolist() == pytest.approx(
+        [0.7] * 5
+    )
+
+
 def test_expectile_weight_sides():
     target = torch.tensor([1.0, -1.0])
     value = torch.zeros(2)
@@ -139,6 +153,7 @@ def test_cost_value_reaches_zero_on_a_constructed_feasible_state():
         "action": torch.zeros(n, 6),
         "ret_r": torch.zeros(n),
         "ret_c": ret_c,
+        "cost_to_go": ret_c,
         "feat_next": feat,
         "has_next": torch.ones(n),
         "violation": torch.zeros(n),
@@ -148,3 +163,26 @@ def test_cost_value_reaches_zero_on_a_constructed_feasible_state():
         agent.behaviour_step(rows)
     v_c = agent.v_c(feat[:1]).item()
     assert v_c < 0.12, v_c
+
+
+@torch.no_grad()
+def test_cache_takes_new_episodes_without_reobserving_the_old(dataset_dir, heldout_episodes):
+    cfg = resolve("tiny")
+    replay = Replay.from_dataset(dataset_dir, 16, seed=0)
+    agent = FOSPAgent(cfg)
+    agent.attach(replay)
+    _mode(agent.wm)
+    agent.cache.refresh(agent.wm)
+    old_rows = len(replay)
+    old = agent.cache.feat.clone()
+    replay.add(heldout_episodes[0])
+    assert agent.cache.stale()
+    for p in agent.wm.parameters():  # the world model moved since: old rows keep their features
+        p.add_(0.01)
+    agent.cache.refresh(agent.wm, only_new=True)
+    assert not agent.cache.stale()
+    assert torch.equal(agent.cache.feat[:old_rows], old)
+    new = agent.cache.feat[old_rows:].clone()
+    agent.cache.refresh(agent.wm)  # a full refresh computes the new episode the same way
+    assert (agent.cache.feat[old_rows:] - new).abs().max().item() < 1e-5
+    assert not torch.equal(agent.cache.feat[:old_rows], old)
