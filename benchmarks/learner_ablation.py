@@ -29,7 +29,9 @@ from policy.evaluate import wilson  # noqa: E402
 # variant -> AgentConfig overrides (what is switched off), plus "cache": False for window features
 VARIANTS: dict[str, dict] = {
     "fosp": {},  # every change on (the `small` preset as shipped)
-    "no-cache": {"cache": False},  # behaviour on 16-row window features (zero-state starts)
+    "no-cache": {"cache": False, "settle_steps": 0},  # behaviour on 16-row window features
+    "no-settle": {"settle_steps": 0},  # no behaviour steps on fresh features at the end
+    "repeats4": {"behaviour_repeats": 4},  # 4 behaviour steps per world-model step, not 8
     "ref-gate": {"feasible_gate": "ref"},  # eq. 19's f = 1 - u(s) instead of the in-sample gate
     "upper-vc": {"expectile_c": 0.8},  # V_c at the upper expectile, as V_r (the old reading)
     "no-slow": {"slow_rate": 1.0},  # bootstraps read the current networks

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dataset", help="reuse this dataset folder (skips collection)")
     demo.add_argument("--checkpoint", help="reuse this pretrained run (skips pretraining)")
     demo.add_argument(
-        "--pretrain-steps", type=types.positive_int, default=1000, help="small preset steps"
+        "--pretrain-steps", type=types.positive_int, default=500, help="small preset steps"
     )
     demo.add_argument(
         "--task", type=types.task, default="unseen-1", help="unseen task to finetune on"

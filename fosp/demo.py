@@ -69,12 +69,14 @@ def run_demo(args: argparse.Namespace) -> int:
         from policy.config import resolve
         from policy.train import load_agent, train
 
-        done = 0
+        done, settled = 0, False
         if (run / ckpt.CHECKPOINT).exists():
-            done = load_agent(run).step_count
-        if done < args.pretrain_steps:
-            train(dataset_dir, run, resolve("small"), args.pretrain_steps, resume=done > 0,
-                  tensorboard=False)  # fmt: skip
+            previous = load_agent(run)
+            done = previous.step_count
+            settled = previous.cfg.agent.settle_steps == 0 or previous.settled_at == done
+        if done < args.pretrain_steps or not settled:  # a crash before settling resumes there
+            train(dataset_dir, run, resolve("small"), max(done, args.pretrain_steps),
+                  resume=done > 0, tensorboard=False)  # fmt: skip
 
     from policy.evaluate import evaluate
     from policy.finetune import Finetuner, SimCollector

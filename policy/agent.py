@@ -81,6 +81,8 @@ class FOSPAgent(nn.Module):
         # finetuning: replay rows from this index on are online; their share of each batch
         self.replay_online_from, self.online_share = -1, 0.0
         self._behaviour_steps = 0
+        self.settled_at = -1  # world-model step at which `settle` last ran
+        self.behaviour_repeats = 0  # finetuning's override of cfg.agent.behaviour_repeats
 
     def attach(self, replay: Replay) -> None:
         """Learn behaviour on the full-history features of every row of `replay`."""
@@ -123,7 +125,7 @@ class FOSPAgent(nn.Module):
                 cache.refresh(self.wm, only_new=self.step_count % a.cache_every != 0)
                 self.wm.train()
                 self._behaviour_steps = 0
-            for _ in range(a.behaviour_repeats):
+            for _ in range(self.behaviour_repeats or a.behaviour_repeats):
                 if self._behaviour_steps % a.returns_every == 0:
                     cache.update_returns(self.v_r_slow, self.v_c_slow, a)
                 self._behaviour_steps += 1
@@ -133,6 +135,25 @@ class FOSPAgent(nn.Module):
                 metrics.update(self.behaviour_step(self._cache_rows(rows), policy_weight))
         self.step_count += 1
         return {k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()}
+
+    def settle(self, steps: int, policy_weight: PolicyWeight | None = None) -> dict[str, Tensor]:
+        """`steps` behaviour steps on a freshly refreshed cache with the world model frozen, so
+        critics, REF and actor end on the features the final world model computes."""
+        assert self.cache is not None, "settle needs an attached replay"
+        a = self.cfg.agent
+        self.wm.eval()
+        self.cache.refresh(self.wm)
+        metrics: dict[str, Tensor] = {}
+        for k in range(steps):
+            if k % a.returns_every == 0:
+                self.cache.update_returns(self.v_r_slow, self.v_c_slow, a)
+            rows = self.cache.sample(
+                a.behaviour_batch, self.generator, self.replay_online_from, self.online_share
+            )
+            metrics = self.behaviour_step(self._cache_rows(rows), policy_weight)
+        self.wm.train()
+        self.settled_at = self.step_count
+        return {k: v.detach() for k, v in metrics.items()}
 
     @torch.no_grad()
     def _window_rows(self, feat: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -361,6 +382,7 @@ class FOSPAgent(nn.Module):
             "step": self.step_count,
             "behaviour_rng": self.generator.get_state(),
             "behaviour_steps": self._behaviour_steps,
+            "settled_at": self.settled_at,
         }
 
     def load_full_state(self, state: dict[str, Any]) -> None:
@@ -371,3 +393,4 @@ class FOSPAgent(nn.Module):
         self.step_count = int(state["step"])
         self.generator.set_state(state["behaviour_rng"])
         self._behaviour_steps = int(state["behaviour_steps"])
+        self.settled_at = int(state.get("settled_at", -1))

@@ -69,6 +69,9 @@ class AgentConfig:
     imagine_starts: int = 64  # rows of a behaviour batch that start an imagined rollout (eq. 6)
     cache_every: int = 50  # world-model steps between refreshes of the feature cache
     returns_every: int = 5  # behaviour steps between refreshes of the in-sample returns
+    # behaviour steps at the end of training with the world model frozen and the cache fresh:
+    # the features drift between refreshes, and the actor must fit the features it acts from
+    settle_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,16 @@ PRESETS: dict[str, Config] = {
             cnn_depth=16,
             bins=127,
         ),  # fmt: skip
-        agent=AgentConfig(horizon=10, gamma=0.99, penalty_init=1e-4, penalty_growth=1e-4),
+        # 8 behaviour steps per world-model step + 500 settling steps: issue 10's measurements
+        # (docs/algorithm.md "Issue 10"): 8 without settling fit stale features (CV 65 %)
+        agent=AgentConfig(
+            horizon=10,
+            gamma=0.99,
+            penalty_init=1e-4,
+            penalty_growth=1e-4,
+            behaviour_repeats=8,
+            settle_steps=500,
+        ),
         optim=OptimConfig(lr_model=4e-4, lr_actor_critic=2e-4, lr_ref=4e-4),
         train=TrainConfig(batch=16, length=16, log_every=25, checkpoint_every=250),
     ),
@@ -200,6 +212,10 @@ class FinetuneConfig:
     linear_phi: bool = True  # eq. 23 with eq. 16's Phi inside the reward branch (as offline)
     updates_per_episode: int = 40  # K gradient steps after each online episode
     online_share: float = 0.5  # share of every batch drawn from the online episodes
+    # behaviour steps after each episode's K updates on freshly computed features (world model
+    # frozen): the next episode acts from the features the updated world model computes
+    settle_steps: int = 40
+    behaviour_repeats: int = 0  # behaviour steps per update while finetuning (0: the preset's)
     imagine_with: str = "offline"  # actor of the critics' imagined rollouts: offline | new
     action_std: float = 0.1  # cap of the execution noise (the scripted operators: std 0.25)
     label_delay: int = 2  # simulated operator's reaction delay (steps)

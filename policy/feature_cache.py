@@ -25,7 +25,7 @@ from policy.replay import Replay
 
 
 class FeatureCache:
-    def __init__(self, replay: Replay, gamma: float, chunk: int = 32):
+    def __init__(self, replay: Replay, gamma: float, chunk: int = 2048):
         self.replay = replay
         self.gamma = gamma
         self.chunk = chunk
@@ -60,18 +60,24 @@ class FeatureCache:
         for i, rows in enumerate(episodes):
             if int(rows[0]) >= done:
                 by_length.setdefault(len(rows), []).append(i)
+        data = self.replay.data
         for length, members in by_length.items():
-            for k in range(0, len(members), self.chunk):
-                idx = layout[members[k : k + self.chunk], :length]
-                batch = self.replay.gather(idx)
-                embed = wm.embed(batch["image"], batch["pose"])
-                is_first = torch.zeros_like(batch["is_first"])
-                is_first[:, 0] = True
-                h, z, _, _ = wm.observe(embed, batch["action"], is_first)
-                feat[idx.reshape(-1).to(feat.device)] = wm.feat(h, z).reshape(-1, wm.feat_dim)
+            # images are encoded in chunks (memory), the RSSM runs over all episodes of one
+            # length at once (few sequential steps: the refresh is dominated by the encoder)
+            idx = layout[members, :length]
+            flat = idx.reshape(-1)
+            embed = torch.cat([
+                wm.embed(*(self.replay.gather(flat[k : k + self.chunk])[f]
+                           for f in ("image", "pose")))
+                for k in range(0, len(flat), self.chunk)
+            ]).reshape(*idx.shape, -1)  # fmt: skip
+            action = data["action"][idx.to(data["action"].device)].to(embed.device)
+            is_first = torch.zeros(idx.shape, dtype=torch.bool, device=embed.device)
+            is_first[:, 0] = True
+            h, z, _, _ = wm.observe(embed, action, is_first)
+            feat[flat.to(feat.device)] = wm.feat(h, z).reshape(-1, wm.feat_dim)
         self.layout, self.feat = layout.to(self.replay.device), feat
         self.rows = len(self.replay)
-        data = self.replay.data
         dev = self.replay.device
         self.action = data["action"].to(dev)
         self.reward = data["reward"].to(dev)

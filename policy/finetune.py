@@ -183,6 +183,7 @@ class Finetuner:
         self.agent.attach(self.replay)
         self.agent.replay_online_from = len(self.replay)  # rows after this are online
         self.agent.online_share = fcfg.online_share
+        self.agent.behaviour_repeats = fcfg.behaviour_repeats
         self.applied: list[str] = []
         if resume:
             state = ckpt.load(self.out, self.cfg, map_location=dev, keys=ckpt.FINETUNE_KEYS)
@@ -232,6 +233,8 @@ class Finetuner:
             metrics = self.expansion.update(batch)
             for key, v in metrics.items():
                 sums[key] = sums.get(key, 0) + v.float()
+        if self.fcfg.settle_steps > 0:
+            self.agent.settle(self.fcfg.settle_steps, self.expansion.weight)
         self.agent.eval()
         means = {key: float(v) / max(1, k) for key, v in sums.items()}
         return means, time.perf_counter() - start

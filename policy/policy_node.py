@@ -270,7 +270,9 @@ def main() -> int:
     p = lambda name, default=None: rospy.get_param(f"~{name}", default)  # noqa: E731
     fcfg = FinetuneConfig(
         strategy=p("strategy", "pex"),
-        init=p("init", "scratch"),
+        init=p("init", "copy"),
+        selection=p("selection", "chunk"),
+        actor_weight=p("actor_weight", "awr"),
         inv_temperature=float(p("inv_temperature", 10.0)),
         updates_per_episode=int(p("updates_per_episode", 40)),
         seed=int(p("seed", 0)),

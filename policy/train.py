@@ -212,6 +212,12 @@ def train(
                     )
                 if step % cfg.train.checkpoint_every == 0 and step != steps:
                     save()
+            n = cfg.agent.settle_steps
+            if n > 0 and agent.cache is not None and agent.settled_at != agent.step_count:
+                bar.set_description(f"settle {n} behaviour steps")
+                metrics = agent.settle(n)
+                last.update({k: float(v) for k, v in metrics.items()})
+                log.write(json.dumps({"step": agent.step_count, "settle": n, **last}) + "\n")
         save()
     finally:
         bar.close()
