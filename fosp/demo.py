@@ -80,7 +80,14 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from policy.evaluate import evaluate
     from policy.finetune import Finetuner, SimCollector
-    from policy.table3 import ExpansionPolicy, Row, markdown, summarise, write_outputs
+    from policy.table3 import (
+        ExpansionPolicy,
+        Row,
+        markdown,
+        plot_learning_curve,
+        summarise,
+        write_outputs,
+    )
     from policy.train import load_agent
 
     task = args.task
@@ -119,6 +126,8 @@ def run_demo(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     summary = summarise(rows)
     write_outputs(rows, summary, out)
+    curve = plot_learning_curve(ft_dir / "finetune.jsonl", out / "finetune_curve.png", before)
+    print(f"learning curve: {curve}")
     print(markdown(summary))
     print(f"demo wall time: {time.perf_counter() - start:.0f} s")
     return 0

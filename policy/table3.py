@@ -138,6 +138,43 @@ def plot(summary: list[dict], path: Path) -> Path:
     return path
 
 
+def plot_learning_curve(log: Path, path: Path, before: Rates | None = None) -> Path:
+    """Per-episode learning curve of one finetuning run (its finetune.jsonl): each successful
+    episode (| at the top) and violating one (x), the running SR / CV, the share of steps the
+    offline actor acted, and the offline policy's SR / CV before finetuning as dashed lines."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in Path(log).read_text().splitlines() if line.strip()]
+    ep = [r["index"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    ax.plot(ep, [100 * r["sr_so_far"] for r in rows], "-o", color="tab:green", label="SR so far")
+    ax.plot(ep, [100 * r["cv_so_far"] for r in rows], "-o", color="tab:red", label="CV so far")
+    for key, y, marker, colour in (("success", 104, "|", "tab:green"),
+                                   ("violation", 108, "x", "tab:red")):  # fmt: skip
+        hits = [r["index"] for r in rows if r[key]]
+        ax.scatter(hits, [y] * len(hits), marker=marker, color=colour)
+    share = [
+        100 * r["steps_offline"] / max(1, r["steps_offline"] + r["steps_online"]) for r in rows
+    ]
+    ax.plot(ep, share, ":", color="grey", label="offline actor's steps %")
+    if before is not None:
+        ax.axhline(100 * before.sr, ls="--", color="tab:green", lw=0.8, label="SR before")
+        ax.axhline(100 * before.cv, ls="--", color="tab:red", lw=0.8, label="CV before")
+    ax.set_xlabel("finetuning episode")
+    ax.set_ylabel("%")
+    ax.set_ylim(-12, 112)
+    ax.legend(fontsize=7, loc="center right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _eval_row(result: EvalResult, strategy: str, seed: int, phase: str, wall: float) -> Row:
     return Row(
         strategy, result.task, seed, phase, result.episodes, result.successes, result.violations,
