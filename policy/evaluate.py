@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+import torch
+
 from policy.agent import FOSPAgent
 
 
@@ -84,24 +86,28 @@ def evaluate(
     env = SafeReachEnv(EnvConfig(task=task))
     successes = violations = 0
     ret_sum = cost_sum = 0.0
-    try:
-        for k in tqdm(range(episodes), desc=f"eval {task}", disable=not progress):
-            obs, _ = env.reset(seed=seed + k)
-            state = None
-            done = False
-            ep_ret = ep_cost = 0.0
-            while not done:
-                action, state = agent.act(obs, state, deterministic=deterministic)
-                obs, reward, terminated, truncated, info = env.step(action)
-                ep_ret += float(reward)
-                ep_cost += float(info["cost"])
-                done = terminated or truncated
-            successes += ep_ret > 0
-            violations += ep_cost > 0
-            ret_sum += ep_ret
-            cost_sum += ep_cost
-    finally:
-        env.close()
+    # the policy samples its latent state: seed torch per episode (inside a forked RNG, so a
+    # caller's training stream is untouched) and the same policy scores the same on a machine
+    with torch.random.fork_rng(devices=[]):
+        try:
+            for k in tqdm(range(episodes), desc=f"eval {task}", disable=not progress):
+                torch.manual_seed(seed + k)
+                obs, _ = env.reset(seed=seed + k)
+                state = None
+                done = False
+                ep_ret = ep_cost = 0.0
+                while not done:
+                    action, state = agent.act(obs, state, deterministic=deterministic)
+                    obs, reward, terminated, truncated, info = env.step(action)
+                    ep_ret += float(reward)
+                    ep_cost += float(info["cost"])
+                    done = terminated or truncated
+                successes += ep_ret > 0
+                violations += ep_cost > 0
+                ret_sum += ep_ret
+                cost_sum += ep_cost
+        finally:
+            env.close()
     return EvalResult(
         task, episodes, int(successes), int(violations), ret_sum / episodes, cost_sum / episodes
     )

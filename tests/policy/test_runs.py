@@ -115,6 +115,12 @@ def test_act_eval_and_frozen_actor_copy(dataset_dir, tmp_path):
     result = evaluate(agent, "train", episodes=2)
     assert result.episodes == 2 and 0 <= result.sr <= 1 and 0 <= result.cv <= 1
     assert "SR" in result.line() and "CV" in result.line()
+    # same machine, same policy, same seeds: the same score (the latent samples are seeded),
+    # and the caller's torch stream is not consumed
+    before = torch.get_rng_state()
+    again = evaluate(agent, "train", episodes=2)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert (again.mean_return, again.mean_cost) == (result.mean_return, result.mean_cost)
 
 
 def test_wilson_interval_hand_values():
