@@ -116,9 +116,7 @@ class PolicyExpansion:
 
     def _propose(self, actor, feat: Tensor, deterministic: bool) -> Tensor:
         """The actor's action for `feat`: its mean, or a sample with std capped at action_std."""
-        dist = actor.dist(feat) if hasattr(actor, "dist") else None
-        if dist is None:  # a fixed test actor
-            return actor.sample(feat, deterministic)
+        dist = actor.dist(feat)
         if deterministic:
             return dist.mean.clamp(-1.0, 1.0)
         std = dist.stddev.clamp(max=self.cfg.action_std)
