@@ -113,26 +113,17 @@ class FOSPAgent(nn.Module):
             metrics["rate/cost_pred"] = (self.wm.cost(feat_d) > a.cost_event).float().mean()
             metrics["rate/reward_true"] = (batch["reward"] > 0).float().mean()
             metrics["rate/reward_pred"] = (self.wm.reward(feat_d) > 0.5).float().mean()
-        cache = self.cache
-        if cache is None:
+        if self.cache is None:
+            rows = self._window_rows(feat.detach(), batch)
             for _ in range(a.behaviour_repeats):
-                metrics.update(self.behaviour_step(self._window_rows(feat.detach(), batch),
-                                                   policy_weight))  # fmt: skip
+                metrics.update(self.behaviour_step(rows, policy_weight))
         else:
-            if cache.stale() or self.step_count % a.cache_every == 0:
+            if self.cache.stale() or self.step_count % a.cache_every == 0:
                 # every cache_every steps all rows; in between, new episodes only
-                self.wm.eval()
-                cache.refresh(self.wm, only_new=self.step_count % a.cache_every != 0)
-                self.wm.train()
-                self._behaviour_steps = 0
+                self._refresh_cache(only_new=self.step_count % a.cache_every != 0)
             for _ in range(self.behaviour_repeats or a.behaviour_repeats):
-                if self._behaviour_steps % a.returns_every == 0:
-                    cache.update_returns(self.v_r_slow, self.v_c_slow, a)
+                metrics.update(self._cached_behaviour_step(self._behaviour_steps, policy_weight))
                 self._behaviour_steps += 1
-                rows = cache.sample(
-                    a.behaviour_batch, self.generator, self.replay_online_from, self.online_share
-                )
-                metrics.update(self.behaviour_step(self._cache_rows(rows), policy_weight))
         self.step_count += 1
         return {k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()}
 
@@ -140,20 +131,36 @@ class FOSPAgent(nn.Module):
         """`steps` behaviour steps on a freshly refreshed cache with the world model frozen, so
         critics, REF and actor end on the features the final world model computes."""
         assert self.cache is not None, "settle needs an attached replay"
-        a = self.cfg.agent
-        self.wm.eval()
-        self.cache.refresh(self.wm)
+        behaviour_steps = self._behaviour_steps  # the training schedule's counter is not moved
+        self._refresh_cache(only_new=False)
+        self._behaviour_steps = behaviour_steps
         metrics: dict[str, Tensor] = {}
         for k in range(steps):
-            if k % a.returns_every == 0:
-                self.cache.update_returns(self.v_r_slow, self.v_c_slow, a)
-            rows = self.cache.sample(
-                a.behaviour_batch, self.generator, self.replay_online_from, self.online_share
-            )
-            metrics = self.behaviour_step(self._cache_rows(rows), policy_weight)
-        self.wm.train()
+            metrics = self._cached_behaviour_step(k, policy_weight)
         self.settled_at = self.step_count
         return {k: v.detach() for k, v in metrics.items()}
+
+    def _refresh_cache(self, only_new: bool) -> None:
+        """Recompute the cached features (eval mode: no training-time behaviour in the model)."""
+        assert self.cache is not None
+        self.wm.eval()
+        self.cache.refresh(self.wm, only_new=only_new)
+        self.wm.train()
+        self._behaviour_steps = 0
+
+    def _cached_behaviour_step(
+        self, index: int, policy_weight: PolicyWeight | None
+    ) -> dict[str, Tensor]:
+        """Behaviour step `index` since the last refresh, on rows sampled from the cache; the
+        in-sample returns are recomputed every `returns_every` steps."""
+        a, cache = self.cfg.agent, self.cache
+        assert cache is not None
+        if index % a.returns_every == 0:
+            cache.update_returns(self.v_r_slow, self.v_c_slow, a)
+        rows = cache.sample(
+            a.behaviour_batch, self.generator, self.replay_online_from, self.online_share
+        )
+        return self.behaviour_step(self._cache_rows(rows), policy_weight)
 
     @torch.no_grad()
     def _window_rows(self, feat: Tensor, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -37,17 +37,12 @@ class FeatureCache:
     def stale(self) -> bool:
         return self.rows != len(self.replay)
 
-    def _episodes(self) -> list[Tensor]:
-        first = torch.nonzero(self.replay.data["is_first"].cpu()).squeeze(-1)
-        ends = torch.cat([first[1:], torch.tensor([len(self.replay)])])
-        return [torch.arange(int(a), int(b)) for a, b in zip(first, ends, strict=True)]
-
     @torch.no_grad()
     def refresh(self, wm, only_new: bool = False) -> None:
         """Posterior features of every row, each episode observed from its first row. With
         `only_new`, rows cached before keep their features and only the episodes added since
         are observed (an online episode joins the cache without re-observing the dataset)."""
-        episodes = self._episodes()
+        episodes = self.replay.episode_rows()
         longest = max(len(e) for e in episodes)
         layout = torch.full((len(episodes), longest), -1, dtype=torch.long)
         for i, rows in enumerate(episodes):

@@ -79,9 +79,7 @@ def kl_balance(
 def expectile_loss(q: Tensor, v: Tensor, kappa: float) -> Tensor:
     """Eq. 7: |kappa - 1{Q - V < 0}| (Q - V)^2, i.e. weight kappa where Q > V (V is pushed up
     towards the upper expectile of Q) and 1 - kappa where Q < V. Elementwise."""
-    diff = q - v
-    weight = torch.where(diff < 0, 1.0 - kappa, kappa)
-    return weight * diff.square()
+    return expectile_weight(q, v, kappa) * (q - v).square()
 
 
 def lambda_returns(
@@ -138,11 +136,6 @@ def ema_spread(scale: Tensor, values: Tensor, mask: Tensor, decay: float) -> Ten
     mean = (values * mask).sum() / n
     std = (((values - mean).square() * mask).sum() / n).sqrt()
     return torch.where(scale > 0, decay * scale + (1 - decay) * std, std)
-
-
-def td_target(reward_next: Tensor, cont_next: Tensor, value_next: Tensor, gamma: float) -> Tensor:
-    """Eq. 10's target with dataset rewards: r_t + gamma V(s^0_{t+1}) (masked at a true end)."""
-    return reward_next + gamma * cont_next * value_next
 
 
 def ema_return_scale(scale: Tensor, returns: Tensor, decay: float) -> Tensor:

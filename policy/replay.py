@@ -143,13 +143,17 @@ class Replay:
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state(), "num_episodes": self.num_episodes}
 
-    def episode_windows(self) -> Tensor:
-        """Row indices [E, length] of the window that starts at each episode's first row (every
-        episode with at least `length` rows): the whole dataset for a feature cache."""
+    def episode_rows(self) -> list[Tensor]:
+        """The row indices of each stored episode, in order."""
         first = torch.nonzero(self.data["is_first"].cpu()).squeeze(-1)
         ends = torch.cat([first[1:], torch.tensor([len(self)])])
-        first = first[ends - first >= self.length]
-        return first[:, None] + torch.arange(self.length)
+        return [torch.arange(int(a), int(b)) for a, b in zip(first, ends, strict=True)]
+
+    def episode_windows(self) -> Tensor:
+        """Row indices [E, length] of the window that starts at each episode's first row (every
+        episode with at least `length` rows)."""
+        rows = [r[: self.length] for r in self.episode_rows() if len(r) >= self.length]
+        return torch.stack(rows)
 
     def gather(self, idx: Tensor) -> dict[str, Tensor]:
         """The fields at row indices `idx` (any shape), on the training device."""

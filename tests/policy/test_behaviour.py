@@ -87,15 +87,20 @@ def _mode(wm):
     wm.sample = lambda logits: F.one_hot(logits.argmax(-1), wm.cfg.classes).float()
 
 
-@torch.no_grad()
-def test_cache_features_are_the_acting_features(dataset_dir):
-    torch.manual_seed(0)
-    cfg = resolve("tiny")
+def _cached_agent(dataset_dir) -> tuple[FOSPAgent, Replay]:
+    """A tiny agent with posterior modes for samples, its cache of the dataset filled."""
     replay = Replay.from_dataset(dataset_dir, 16, seed=0)
-    agent = FOSPAgent(cfg)
+    agent = FOSPAgent(resolve("tiny"))
     agent.attach(replay)
     _mode(agent.wm)
     agent.cache.refresh(agent.wm)
+    return agent, replay
+
+
+@torch.no_grad()
+def test_cache_features_are_the_acting_features(dataset_dir):
+    torch.manual_seed(0)
+    agent, replay = _cached_agent(dataset_dir)
     rows = agent.cache.layout[3]
     rows = rows[rows >= 0]
     data = replay.gather(rows)
@@ -167,12 +172,7 @@ def test_cost_value_reaches_zero_on_a_constructed_feasible_state():
 
 @torch.no_grad()
 def test_cache_takes_new_episodes_without_reobserving_the_old(dataset_dir, heldout_episodes):
-    cfg = resolve("tiny")
-    replay = Replay.from_dataset(dataset_dir, 16, seed=0)
-    agent = FOSPAgent(cfg)
-    agent.attach(replay)
-    _mode(agent.wm)
-    agent.cache.refresh(agent.wm)
+    agent, replay = _cached_agent(dataset_dir)
     old_rows = len(replay)
     old = agent.cache.feat.clone()
     replay.add(heldout_episodes[0])

@@ -47,10 +47,11 @@ def test_lambda_returns_eq8():
 
 
 def test_dataset_td_target_eq10():
-    # eq. 10: r_t + gamma V(s^0_{t+1}) with the dataset reward
-    assert O.td_target(t(1.0, 0.0), t(1.0, 0.0), t(5.0, 5.0), 0.997).tolist() == pytest.approx(
-        [1 + 0.997 * 5, 0.0]
-    )
+    # eq. 10: r_t + gamma V(s^0_{t+1}) with the dataset reward = the in-sample lambda-return at
+    # lambda = 0; rows 1 and 2 hold (r, continuation, V) of the arrivals, the second terminal
+    rewards, conts, values = t(0.0, 1.0, 0.0)[None], t(1.0, 1.0, 0.0)[None], t(0.0, 5.0, 5.0)[None]
+    g = O.dataset_lambda_returns(rewards, conts, values, 0.997, 0.0)
+    assert g[0].tolist() == pytest.approx([1 + 0.997 * 5, 0.0])
 
 
 def test_ref_targets_on_known_cost_sequence_eq30():
