@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data_collection.dataset import Dataset  # noqa: E402
-from data_collection.scripted import delayed_labels  # noqa: E402
+from data_collection.rollout import delayed_labels  # noqa: E402
 from policy import checkpoint as ckpt  # noqa: E402
 from policy.agent import FOSPAgent  # noqa: E402
 from policy.config import FinetuneConfig, resolve  # noqa: E402

@@ -158,6 +158,14 @@ class EpisodeBuilder:
     def num_actions(self) -> int:
         return len(self._rows["action"])
 
+    def column(self, field: str) -> np.ndarray | None:
+        """The rows so far of a step field or of oracle_reward / oracle_cost (None while some
+        row's truth is unknown)."""
+        if field in self._oracle:
+            rows = self._oracle[field]
+            return None if any(v is None for v in rows) else np.asarray(rows, np.float32)
+        return np.asarray(self._rows[field])
+
     def finish(self, *, terminal: bool = False, status: str = "complete") -> Episode:
         if not self._rows["image"]:
             raise RuntimeError("empty episode")

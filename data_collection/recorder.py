@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from data_collection.dataset import Dataset
-from data_collection.episode import Episode, EpisodeBuilder, category_name
+from data_collection.episode import Episode, EpisodeBuilder, category_name, now_iso
+from data_collection.rollout import Step, rollout
 from data_collection.teleop import draw
 from data_collection.teleop.base import Clock, LabelEvent, RealClock, Teleop, TeleopError
 from data_collection.teleop.labels import LiveLabels
@@ -189,95 +190,94 @@ class Recorder:
             "countdown", slot, kept, cfg.episodes, steps=self.steps, teleop=self.teleop.name
         )
         base.layout_seed = layout_seed
-        try:
-            obs, info = self.env.reset(options={"layout_seed": layout_seed})
-        except Exception as err:
-            if type(err).__name__ != "ArmStopped":  # robot.ros_env: reset refused (e-stop)
-                raise
-            self.log(str(err))
-            self._wait_for_release(float(getattr(err, "stamp", 0.0)), "e-stop latched", base)
-            raise _Abort("rerecord") from err
-        self.teleop.reset()
-        self.teleop.events()  # presses from before the episode belong to no row
-        self.labels.reset()
-        self._countdown(base, obs)
-
         builder = EpisodeBuilder(self._metadata(layout_seed))
-        builder.start(obs)
-        rewards, costs = [0.0], [0.0]
-        truth_r, truth_c = [0.0], [0.0]
-        has_truth = True
-        truth_seen: list[tuple[float, float] | None] = []
-        deadline = self.clock.now()
-        action = np.zeros(6, np.float32)
-        for i in range(self.steps):
-            state = (float(self.labels.state["reward"]), float(self.labels.state["cost"]))
+        shown = {"info": {}, "action": np.zeros(6, np.float32)}
+        deadline = [0.0]
+
+        def get_ready(obs: dict, info: dict) -> None:
+            self.teleop.reset()
+            self.teleop.events()  # presses from before the episode belong to no row
+            self.labels.reset()
+            self._countdown(base, obs)
+            builder.metadata["started_at"] = now_iso()  # the recording starts now
+            shown["info"] = info
+            deadline[0] = self.clock.now()
+
+        def operator(obs: dict) -> np.ndarray:
+            i = builder.num_actions
             view = dataclasses.replace(
                 base,
                 phase="record",
                 step=i,
                 obs=obs,
-                info=info,
-                action=action,
-                labels=state,
-                reward=np.asarray(rewards),
-                cost=np.asarray(costs),
-                oracle_reward=np.asarray(truth_r) if has_truth else None,
-                oracle_cost=np.asarray(truth_c) if has_truth else None,
+                info=shown["info"],
+                action=shown["action"],
+                labels=(float(self.labels.state["reward"]), float(self.labels.state["cost"])),
+                reward=builder.column("reward"),
+                cost=builder.column("cost"),
+                oracle_reward=builder.column("oracle_reward"),
+                oracle_cost=builder.column("oracle_cost"),
             )
             self.ui.show(render_record(view), view)
-            wait = deadline - self.clock.now() if cfg.pace else 0.0
+            wait = deadline[0] - self.clock.now() if cfg.pace else 0.0
             for key in self.ui.keys(max(0.001, wait)):
                 self._record_key(key, row=i + 1)
-            deadline = max(deadline, self.clock.now()) + self.period
-            action = np.asarray(self.teleop.action(), np.float32)
-            try:
-                obs, reward, terminated, truncated, info = self.env.step(action)
-            except Exception as err:
-                if type(err).__name__ != "StaleObservationError":  # robot.ros_env, no rospy here
-                    raise
-                self._stale += 1
-                if self._stale > MAX_STALE:
-                    raise
-                self.log(f"{err}\nepisode dropped; recording this layout again")
-                raise _Abort("rerecord") from err
+            deadline[0] = max(deadline[0], self.clock.now()) + self.period
+            shown["action"] = np.asarray(self.teleop.action(), np.float32)
+            return shown["action"]
+
+        missing = [0]  # rows whose truth did not arrive (a label message missed its step)
+
+        def live_labels(step: Step) -> tuple[float, float]:
             for event in self.teleop.events():
-                self.labels.apply(event, row=i + 1)
-            label_r, label_c = self.labels.close_row()
-            truth = _truth(info, reward)
-            truth_seen.append(truth)
-            has_truth = has_truth and truth is not None
-            builder.add(action, label_r, label_c, obs, oracle=truth)
-            rewards.append(label_r)
-            costs.append(label_c)
-            truth_r.append(truth[0] if truth else 0.0)
-            truth_c.append(truth[1] if truth else 0.0)
-            stop = info.get("interrupted") or ("estop" if info.get("estopped") else "")
-            if stop:
-                self._store_interrupted(builder, stop, i + 1)
-                self._wait_for_release(float(info.get("stop_stamp", 0.0)), stop, base)
-                raise _Abort("rerecord")  # the same layout again
-            if terminated or truncated:
-                break
-        episode = builder.finish()
+                self.labels.apply(event, row=step.row)
+            shown["info"] = step.info
+            missing[0] += step.truth is None
+            return self.labels.close_row()
+
+        def operator_stop(step: Step) -> str:
+            return step.info.get("interrupted") or ("estop" if step.info.get("estopped") else "")
+
+        try:
+            result = rollout(
+                self.env, operator, builder.metadata, options={"layout_seed": layout_seed},
+                on_reset=get_ready, on_step=operator_stop, label=live_labels,
+                max_steps=self.steps, builder=builder,
+            )  # fmt: skip
+        except Exception as err:
+            name = type(err).__name__  # robot.ros_env's errors, matched without importing rospy
+            if name == "ArmStopped":  # reset refused (e-stop latched)
+                self.log(str(err))
+                self._wait_for_release(float(getattr(err, "stamp", 0.0)), "e-stop latched", base)
+                raise _Abort("rerecord") from err
+            if name != "StaleObservationError":
+                raise
+            self._stale += 1
+            if self._stale > MAX_STALE:
+                raise
+            self.log(f"{err}\nepisode dropped; recording this layout again")
+            raise _Abort("rerecord") from err
+        episode = result.episode
         episode.metadata["label_events"] = self.labels.log
-        if not has_truth and any(t is not None for t in truth_seen):
+        if result.stop:
+            self._store_interrupted(episode)
+            self._wait_for_release(float(result.info.get("stop_stamp", 0.0)), result.stop, base)
+            raise _Abort("rerecord")  # the same layout again
+        if missing[0] and missing[0] < builder.num_actions:
             # over ROS a label message can miss its step: the truth is then incomplete, and
             # an incomplete truth is not stored (it would misjudge the manual labels)
-            episode.metadata["oracle_missing_steps"] = sum(t is None for t in truth_seen)
+            episode.metadata["oracle_missing_steps"] = missing[0]
         self._stale = 0
         return episode
 
-    def _store_interrupted(self, builder: EpisodeBuilder, why: str, step: int) -> None:
-        """The stopped take, marked, beside the dataset (never in it)."""
-        episode = builder.finish(status="aborted")
-        episode.metadata.update(
-            interrupted=why, interrupted_at_step=step, label_events=self.labels.log
-        )
+    def _store_interrupted(self, episode: Episode) -> None:
+        """The stopped take, marked (rollout set status, interrupted, interrupted_at_step),
+        beside the dataset (never in it)."""
         path = Dataset(self.dataset.root / INTERRUPTED_DIR).add(episode)
+        meta = episode.metadata
         self.log(
-            f"{why} during the recording (step {step}): stopped; stored as interrupted in "
-            f"{path} (not part of the dataset)"
+            f"{meta['interrupted']} during the recording (step {meta['interrupted_at_step']}): "
+            f"stopped; stored as interrupted in {path} (not part of the dataset)"
         )
 
     def _wait_for_release(self, stamp: float, why: str, base: View) -> None:
@@ -381,13 +381,6 @@ class Recorder:
                     cursor = 0
                 elif key == "end":
                     cursor = len(episode) - 1
-
-
-def _truth(info: dict, reward: float) -> tuple[float, float] | None:
-    """The simulator's labels of a step, None where nobody knows them (the real arm)."""
-    if info.get("labels_source", "sim") != "sim":
-        return None
-    return float(reward), float(info.get("cost", 0.0))
 
 
 # ---------------------------------------------------------------------- the operator's frame

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from data_collection.dataset import Dataset, category_counts
-from data_collection.episode import CATEGORIES, Episode, EpisodeBuilder
+from data_collection.episode import CATEGORIES, Episode
+from data_collection.rollout import SimulatedOperatorLabels, rollout
 from robot.env import EnvConfig, SafeReachEnv
 
 PAPER_MIX = {"safe+success": 120, "safe+fail": 30, "unsafe+success": 40, "unsafe+fail": 10}
@@ -140,17 +141,6 @@ class ScriptedOperator:
         return np.clip(action + noise, -1.0, 1.0).astype(np.float32)
 
 
-def delayed_labels(oracle: np.ndarray, delay: int) -> np.ndarray:
-    """What an operator pressing `delay` steps late records: row i gets the truth of row i-delay
-    (row 0 stays 0: no action led to it). Events in the last `delay` rows are cut off."""
-    labels = np.zeros_like(oracle)
-    if delay < 0:
-        raise ValueError("delay must be >= 0")
-    src = oracle[1 : len(oracle) - delay] if delay else oracle[1:]
-    labels[1 + delay : 1 + delay + len(src)] = src
-    return labels
-
-
 def run_episode(
     env: SafeReachEnv,
     make_policy: Callable[[SafeReachEnv], Callable[[dict], np.ndarray]],
@@ -160,29 +150,23 @@ def run_episode(
 ) -> Episode:
     """One 80-step episode; labels by the delayed simulated operator, truth kept beside them.
     `make_policy(env)` is called after the reset, so it can plan from the new layout."""
-    obs, _ = env.reset(options={"layout_seed": layout_seed})
-    policy = make_policy(env)
-    builder = EpisodeBuilder(
-        {
-            "task": env.task.name,
-            "layout_seed": int(layout_seed),
-            "control_hz": env.sim.limits.step.control_hz,
-            "label_source": "simulated-operator",
-            "label_delay_steps": int(label_delay),
-            "env": "sim",
-            **metadata,
-        }
-    )
-    builder.start(obs)
-    truncated = False
-    while not truncated:
-        action = policy(obs)
-        obs, reward, _, truncated, info = env.step(action)
-        builder.add(action, reward, info["cost"], obs, oracle=(reward, info["cost"]))
-    episode = builder.finish()
-    for field in ("reward", "cost"):
-        episode.steps[field] = delayed_labels(episode.steps[f"oracle_{field}"], label_delay)
-    return episode
+    policy: list[Callable[[dict], np.ndarray]] = []
+    meta = {
+        "task": env.task.name,
+        "layout_seed": int(layout_seed),
+        "control_hz": env.sim.limits.step.control_hz,
+        "label_source": "simulated-operator",
+        "label_delay_steps": int(label_delay),
+        "env": "sim",
+        **metadata,
+    }
+    return rollout(
+        SimulatedOperatorLabels(env, label_delay),
+        lambda obs: policy[0](obs),
+        meta,
+        options={"layout_seed": layout_seed},
+        on_reset=lambda obs, info: policy.append(make_policy(env)),
+    ).episode
 
 
 def collect_mix(

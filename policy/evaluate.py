@@ -7,10 +7,13 @@ Episode k uses env.reset(seed=base_seed + k), so evaluations are reproducible an
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
+from data_collection.rollout import rollout
 from policy.agent import FOSPAgent
 
 
@@ -71,6 +74,18 @@ class EvalResult(Rates):
         )
 
 
+def acting(agent: FOSPAgent, deterministic: bool = True) -> Callable[[dict], np.ndarray]:
+    """A rollout policy that carries the agent's recurrent state from step to step."""
+    state: dict | None = None
+
+    def act(obs: dict) -> np.ndarray:
+        nonlocal state
+        action, state = agent.act(obs, state, deterministic=deterministic)
+        return action
+
+    return act
+
+
 def evaluate(
     agent: FOSPAgent,
     task: str = "train",
@@ -92,16 +107,9 @@ def evaluate(
         try:
             for k in tqdm(range(episodes), desc=f"eval {task}", disable=not progress):
                 torch.manual_seed(seed + k)
-                obs, _ = env.reset(seed=seed + k)
-                state = None
-                done = False
-                ep_ret = ep_cost = 0.0
-                while not done:
-                    action, state = agent.act(obs, state, deterministic=deterministic)
-                    obs, reward, terminated, truncated, info = env.step(action)
-                    ep_ret += float(reward)
-                    ep_cost += float(info["cost"])
-                    done = terminated or truncated
+                rows = rollout(env, acting(agent, deterministic), {"task": task}, seed=seed + k)
+                ep_ret = float(rows.episode.steps["reward"].sum())
+                ep_cost = float(rows.episode.steps["cost"].sum())
                 successes += ep_ret > 0
                 violations += ep_cost > 0
                 ret_sum += ep_ret

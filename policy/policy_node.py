@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from data_collection.dataset import Dataset
-from data_collection.episode import Episode, EpisodeBuilder, read_episode, write_episode
-from data_collection.scripted import delayed_labels
+from data_collection.episode import Episode, read_episode, write_episode
+from data_collection.rollout import SimulatedOperatorLabels, Step, rollout
 from fosp.errors import UserError
 from policy.config import FinetuneConfig
 from policy.expansion import PolicyExpansion
@@ -128,23 +128,12 @@ class RosCollector:
         the operator's stop ended it."""
         env = self.env
         seed = layout_seed(self.seed, index)
-        obs, _ = env.reset(options={"layout_seed": seed})
-        builder = EpisodeBuilder(
-            {
-                "task": self.task,
-                "layout_seed": int(env.layout_seed if env.layout_seed is not None else seed),
-                "control_hz": round(1.0 / env.period, 6),
-                "label_source": "simulated-operator",
-                "label_delay_steps": int(self.label_delay),
-                "env": "ros",
-            }
-        )
-        builder.start(obs)
-        state, counts, misses, sources = None, [0, 0], 0, set()
+        counts, misses, sources = [0, 0], 0, set()
         p_offline: list[float] = []
-        truncated = False
-        stop = None
-        while not truncated:
+        state: dict | None = None
+
+        def act(obs: dict) -> np.ndarray:
+            nonlocal state, misses
             start = time.perf_counter()
             action, new_state, info = expansion.act(obs, state, not expansion.cfg.sample_actions)
             elapsed = time.perf_counter() - start
@@ -164,36 +153,42 @@ class RosCollector:
                 if "probs" in info:
                     p_offline.append(float(info["probs"][0]))
             state = new_state
-            obs, reward, _, truncated, step_info = env.step(action)
-            sources.add(step_info["labels_source"])
-            builder.add(action, reward, step_info["cost"], obs, oracle=(reward, step_info["cost"]))
-            if step_info.get("interrupted"):
-                stop = (step_info["interrupted"], step_info["stop_stamp"])
-                break
-        if stop:
-            episode = builder.finish(status="aborted")
+            return action
+
+        def note_source(step: Step) -> str:
+            sources.add(step.info["labels_source"])
+            return ""
+
+        metadata = {
+            "task": self.task,
+            "layout_seed": int(seed),
+            "control_hz": round(1.0 / env.period, 6),
+            "label_source": "simulated-operator",
+            "label_delay_steps": int(self.label_delay),
+            "env": "ros",
+        }
+
+        def set_layout(obs: dict, info: dict) -> None:  # the layout the arm node reports
+            if env.layout_seed is not None:
+                metadata["layout_seed"] = int(env.layout_seed)
+
+        labelled = SimulatedOperatorLabels(env, self.label_delay)
+        result = rollout(
+            labelled, act, metadata, options={"layout_seed": seed}, on_step=note_source,
+            on_reset=set_layout,
+        )  # fmt: skip
+        episode = result.episode
+        episode.metadata.update(policy_counts=counts, deadline_misses=misses)
+        if result.stop:
             if sources != {"sim"}:  # the real arm: zeros, not a truth
                 for field in ("oracle_reward", "oracle_cost"):
                     episode.steps.pop(field, None)
-            episode.metadata.update(
-                interrupted=stop[0],
-                interrupted_at_step=builder.num_actions,
-                policy_counts=counts,
-                deadline_misses=misses,
-            )
-            return episode, stop
-        episode = builder.finish()
+            return episode, (result.stop, result.info["stop_stamp"])
         self.misses_total += misses
-        episode.metadata.update(policy_counts=counts, deadline_misses=misses)
         if p_offline:
             episode.metadata["p_offline_mean"] = float(np.mean(p_offline))
         use_env = self.labels == "env" or (self.labels == "auto" and sources == {"sim"})
-        if use_env:
-            for field in ("reward", "cost"):
-                episode.steps[field] = delayed_labels(
-                    episode.steps[f"oracle_{field}"], self.label_delay
-                )
-        else:
+        if not use_env:
             episode = self._label_in_window(episode)
         return episode, None
 

@@ -15,6 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from robot.outcome import EpisodeOutcome
 from robot.sim.world import SafeReachSim, SimConfig
 from robot.task_spec import Layout, TaskSpec, load_task
 
@@ -49,8 +50,7 @@ class SafeReachEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
         self.metadata = {**self.metadata, "render_fps": config.sim.limits.step.control_hz}
         self._steps = 0
-        self._success = False
-        self._violation = False
+        self.outcome = EpisodeOutcome()
 
     @property
     def layout(self) -> Layout | None:
@@ -68,14 +68,13 @@ class SafeReachEnv(gym.Env):
             layout_seed = int(self.np_random.integers(2**31 - 1))
         self.sim.reset(self.task.sample_layout(int(layout_seed)))
         self._steps = 0
-        self._success = self._violation = False
+        self.outcome.reset()
         return self._observation(), self._info(labels=None)
 
     def step(self, action: np.ndarray):
         labels = self.sim.step(np.asarray(action, dtype=np.float64))
         self._steps += 1
-        self._success |= labels.reward > 0
-        self._violation |= labels.cost > 0
+        self.outcome.update(labels.reward, labels.cost)
         truncated = self._steps >= self.config.episode_steps
         return self._observation(), labels.reward, False, truncated, self._info(labels)
 
@@ -101,7 +100,7 @@ class SafeReachEnv(gym.Env):
             ),
             "obstacle_positions": self.sim.obstacle_positions(),
             "commanded_pose": self.sim.commanded_pose.copy(),
-            "success": self._success,
-            "violation": self._violation,
+            "success": self.outcome.success,
+            "violation": self.outcome.violation,
             "layout_seed": self.sim.layout.seed if self.sim.layout else None,
         }

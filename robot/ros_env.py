@@ -41,6 +41,7 @@ from std_srvs.srv import Trigger
 
 from robot import ros_contract as rc
 from robot.env import EPISODE_STEPS
+from robot.outcome import EpisodeOutcome
 
 
 class StaleObservationError(RuntimeError):
@@ -109,7 +110,7 @@ class RosSafeReachEnv(gym.Env):
         self._events: deque[dict] = deque(maxlen=200)
         self._status: dict = {}
         self._steps = 0
-        self._success = self._violation = False
+        self.outcome = EpisodeOutcome()
         self.layout_seed: int | None = None
         # per step, seconds from publishing the action: until a fresh image and pose had both
         # arrived (`latency`) and until step() returned (`timing`, >= the control period)
@@ -188,7 +189,7 @@ class RosSafeReachEnv(gym.Env):
         self.layout_seed = reply.get("layout_seed")
         obs = self._wait_observation(t0, deadline=time.monotonic() + self.reset_timeout)
         self._steps = 0
-        self._success = self._violation = False
+        self.outcome.reset()
         self._tick = None
         self._watch_from = t0  # stops are looked for from here: between steps too
         return obs, self._info(t0, labels=[], events=self._events_since(t0))
@@ -215,9 +216,8 @@ class RosSafeReachEnv(gym.Env):
         info = self._info(t0, labels, self._events_since(t0), self._watch_from)
         self._watch_from = t0
         reward = float(info["reward"])
-        self._success |= reward > 0
-        self._violation |= info["cost"] > 0
-        info["success"], info["violation"] = self._success, self._violation
+        self.outcome.update(reward, info["cost"])
+        info["success"], info["violation"] = self.outcome.success, self.outcome.violation
         truncated = self._steps >= self.episode_steps
         return obs, reward, False, truncated, info
 
@@ -382,8 +382,8 @@ class RosSafeReachEnv(gym.Env):
             "touched_target": any(lab["touched_target"] for lab in labels),
             "touched_obstacles": any_of("touched_obstacles"),
             "disturbed_obstacles": any_of("disturbed_obstacles"),
-            "success": self._success,
-            "violation": self._violation,
+            "success": self.outcome.success,
+            "violation": self.outcome.violation,
             "labels_source": source,
             "layout_seed": self.layout_seed,
             "events": events,

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from data_collection.dataset import Dataset, category_counts
-from data_collection.scripted import PAPER_MIX, collect_mix, delayed_labels, mix_counts
+from data_collection.rollout import delayed_labels
+from data_collection.scripted import PAPER_MIX, collect_mix, mix_counts
 from fosp.cli import main
 
 

@@ -19,7 +19,7 @@ import pytest
 from conftest import HERE, REPO
 
 from data_collection.dataset import Dataset
-from data_collection.scripted import delayed_labels
+from data_collection.rollout import delayed_labels
 from robot.ros_processes import RosProcesses, free_port, private_ros_env
 
 CHILD = """

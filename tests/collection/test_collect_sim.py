@@ -21,7 +21,7 @@ from scripted_ui import Plan, ScriptedUI
 
 from data_collection.dataset import Dataset
 from data_collection.episode import read_episode
-from data_collection.scripted import delayed_labels
+from data_collection.rollout import delayed_labels
 from data_collection.teleop.base import FakeClock
 from robot.ros_processes import stop as stop_process
 

@@ -106,8 +106,8 @@ def test_collector_window(display, tmp_path):
         time.sleep(1.5)  # the countdown
         press(display, window, "c", "w", "w", "w")  # cost on, move away
         time.sleep(0.6)
-        # find the window by its dark background + the camera: the title "RECORDING" is red;
-        # a loaded machine may draw it late, so look again for up to 10 s
+        # find the window by its dark background + the camera: the title "RECORDING" is red and
+        # the COST badge lit; a loaded machine may draw them late, so look again for up to 10 s
         deadline = time.monotonic() + 10.0
         while True:
             screen = screenshot(display)
@@ -115,14 +115,15 @@ def test_collector_window(display, tmp_path):
             if len(xs):
                 ox, oy = xs.min(), ys.min()
                 title = screen[oy + 14 : oy + 40, ox + 412 : ox + 560]
-                if count_color(title, RED) > 50 or time.monotonic() > deadline:
+                badge = screen[oy + 121 : oy + 125, ox + 412 + 96 : ox + 412 + 116]
+                lit = count_color(badge, RED) == badge.size // 3
+                if (count_color(title, RED) > 50 and lit) or time.monotonic() > deadline:
                     break
             assert time.monotonic() < deadline, "the collector window was never drawn"
             time.sleep(0.2)
         cv2.imwrite(str(tmp_path / "recording.png"), screen[:, :, ::-1])
         assert count_color(title, RED) > 50, "no red RECORDING title"
-        badge = screen[oy + 121 : oy + 125, ox + 412 + 96 : ox + 412 + 116]
-        assert count_color(badge, RED) == badge.size // 3, "COST badge not lit while recording"
+        assert lit, "COST badge not lit while recording"
         cam = screen[oy + 12 : oy + 396, ox + 12 : ox + 396]
         assert cam.std() > 10, "the camera view is blank"
         press(display, window, "c")  # cost off

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from data_collection.scripted import delayed_labels
+from data_collection.rollout import delayed_labels
 from fosp.cli import main
 from policy import checkpoint as ckpt
 from policy.config import FinetuneConfig

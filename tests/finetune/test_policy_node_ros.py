@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 
-from data_collection.scripted import delayed_labels
+from data_collection.rollout import delayed_labels
 from policy import checkpoint as ckpt
 from policy.finetune import LOG, online_files
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from data_collection.dataset import Dataset
-from data_collection.episode import Episode, EpisodeBuilder
+from data_collection.episode import Episode
+from data_collection.rollout import rollout
 
 # one thread: the suite shares 2 cores with other jobs, and OpenMP threads that spin-wait for a
 # busy core cost far more than they save (measured: tiny step 0.23 s on 1 thread, 0.92 s on 2)
@@ -44,6 +45,16 @@ def _operator(env, rng: np.random.Generator, unsafe: bool):
     return act
 
 
+def _scripted(env, rng: np.random.Generator, unsafe: bool, meta: dict, seed: int) -> Episode:
+    """One episode of `_operator`, planned from the layout the reset draws."""
+    policy: list = []
+
+    def plan(obs, info) -> None:
+        policy.append(_operator(env, rng, unsafe))
+
+    return rollout(env, lambda obs: policy[0](obs), meta, seed=seed, on_reset=plan).episode
+
+
 def make_episodes(n: int, seed: int, task: str = "train", steps: int = 40) -> list[Episode]:
     from robot.env import EnvConfig, SafeReachEnv
 
@@ -52,18 +63,8 @@ def make_episodes(n: int, seed: int, task: str = "train", steps: int = 40) -> li
     out = []
     try:
         for k in range(n):
-            obs, _ = env.reset(seed=seed * 1000 + k)
-            policy = _operator(env, rng, unsafe=k % 2 == 0)
-            b = EpisodeBuilder(
-                {"task": task, "layout_seed": k, "control_hz": 10, "label_source": "oracle"}
-            )
-            b.start(obs)
-            done = False
-            while not done:
-                action = policy(obs)
-                obs, reward, _, done, info = env.step(action)
-                b.add(action, reward, info["cost"], obs)
-            out.append(b.finish())
+            meta = {"task": task, "layout_seed": k, "control_hz": 10, "label_source": "oracle"}
+            out.append(_scripted(env, rng, k % 2 == 0, meta, seed * 1000 + k))
     finally:
         env.close()
     return out
