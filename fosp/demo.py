@@ -4,10 +4,11 @@
 2. the paper-mix dataset collected by the scripted operators (200 episodes), its statistics,
    plot and a filmstrip per category (dataset_stats.png, episodes.png);
 3. offline pretraining (`small` preset);
-4. SR / CV of the offline policy on an unseen task (before);
-5. few-shot online finetuning there with safe policy expansion (during: the episodes themselves);
-6. SR / CV of the finetuned composite policy (after);
-7. the Table 3-style table (table3.md / .csv) and its bar plot (table3.png).
+4. FOSP's Table 3 protocol (policy/table3.py `run_table3`, one task, one seed, PEX): SR / CV of
+   the offline policy on an unseen task (before), few-shot online finetuning there with safe
+   policy expansion (during: the episodes themselves), SR / CV of the finetuned composite policy
+   (after); the table (table3.md / .csv), its bar plot (table3.png) and the finetuning run's
+   per-episode learning curve (finetune_curve.png).
 
 Sized for <= 20 min on 2 CPU cores (timings printed per stage). `--checkpoint RUN` reuses a
 pretrained run, `--dataset DIR` an existing dataset; every stage resumes from what `--out`
@@ -43,11 +44,11 @@ def run_demo(args: argparse.Namespace) -> int:
               flush=True)  # fmt: skip
         stage_t = now
 
-    stage(f"[1/7] task variants -> {out / 'scenes.png'}")
+    stage(f"[1/4] task variants -> {out / 'scenes.png'}")
     write_scene_grid(out / "scenes.png")
 
     dataset_dir = Path(args.dataset) if args.dataset else out / "dataset"
-    stage(f"[2/7] paper-mix dataset ({args.episodes} episodes) -> {dataset_dir}")
+    stage(f"[2/4] paper-mix dataset ({args.episodes} episodes) -> {dataset_dir}")
     from data_collection.dataset import Dataset
     from data_collection.scripted import collect_mix
     from data_collection.stats import format_stats, plot_returns
@@ -62,9 +63,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     run = Path(args.checkpoint) if args.checkpoint else out / "pretrain"
     if args.checkpoint:
-        stage(f"[3/7] reusing the pretrained run {run}")
+        stage(f"[3/4] reusing the pretrained run {run}")
     else:
-        stage(f"[3/7] offline pretraining, small preset, {args.pretrain_steps} steps -> {run}")
+        stage(f"[3/4] offline pretraining, small preset, {args.pretrain_steps} steps -> {run}")
         from policy import checkpoint as ckpt
         from policy.config import resolve
         from policy.train import load_agent, train
@@ -78,56 +79,19 @@ def run_demo(args: argparse.Namespace) -> int:
             train(dataset_dir, run, resolve("small"), max(done, args.pretrain_steps),
                   resume=done > 0, tensorboard=False)  # fmt: skip
 
-    from policy.evaluate import evaluate
-    from policy.finetune import Finetuner, SimCollector
-    from policy.table3 import (
-        ExpansionPolicy,
-        Row,
-        markdown,
-        plot_learning_curve,
-        summarise,
-        write_outputs,
-    )
-    from policy.train import load_agent
+    from policy.table3 import finetune_dir, markdown, plot_learning_curve, run_table3
 
     task = args.task
-    stage(f"[4/7] before finetuning: {args.tests} tests on {task}")
-    before = evaluate(load_agent(run), task, args.tests, args.seed)
-    print(before.line())
-
-    ft_dir = out / "finetune"
-    stage(
-        f"[5/7] finetuning with safe policy expansion: {args.finetune_episodes} episodes on "
-        f"{task}, {args.updates_per_episode} updates each -> {ft_dir}"
-    )
-    from policy.config import FinetuneConfig
-
-    fcfg = FinetuneConfig(updates_per_episode=args.updates_per_episode)
-    tuner = Finetuner(run, ft_dir, task, fcfg, dataset_dir)
-    collector = SimCollector(task, tuner.fcfg.seed, tuner.fcfg.label_delay)
-    t_ft = time.perf_counter()
-    try:
-        tuner.run(collector, args.finetune_episodes)
-    finally:
-        collector.close()
-    t_ft = time.perf_counter() - t_ft
-    during = tuner.summary()
-
-    stage(f"[6/7] after finetuning: {args.tests} tests on {task} (PEX, greedy)")
-    after = evaluate(ExpansionPolicy(tuner.expansion), task, args.tests, args.seed)
-    print(after.line())
-
-    stage(f"[7/7] Table 3-style summary -> {out / 'table3.md'}, table3.png")
-    rows = [
-        Row("pex", task, 0, "before", before.episodes, before.successes, before.violations, 0),
-        Row("pex", task, 0, "during", during["episodes"], during["successes"],
-            during["violations"], t_ft),
-        Row("pex", task, 0, "after", after.episodes, after.successes, after.violations, 0),
-    ]  # fmt: skip
-    summary = summarise(rows)
-    write_outputs(rows, summary, out)
-    curve = plot_learning_curve(ft_dir / "finetune.jsonl", out / "finetune_curve.png", before)
-    print(f"learning curve: {curve}")
+    rows, summary = run_table3(
+        run, dataset_dir, out, [task], tests=args.tests,
+        finetune_episodes=args.finetune_episodes, seeds=1, strategies=("pex",),
+        updates_per_episode=args.updates_per_episode, eval_seed=args.seed,
+        stage=lambda text: stage(f"[4/4] Table 3 protocol: {text}"),
+    )  # fmt: skip
+    before = next(r for r in rows if r.phase == "before")
+    log = finetune_dir(out, "pex", 0, task) / "finetune.jsonl"
+    curve = plot_learning_curve(log, out / "finetune_curve.png", before)
+    print(f"table: {out / 'table3.md'}, table3.csv, table3.png; learning curve: {curve}")
     print(markdown(summary))
     print(f"demo wall time: {time.perf_counter() - start:.0f} s")
     return 0

@@ -182,6 +182,11 @@ def _eval_row(result: EvalResult, strategy: str, seed: int, phase: str, wall: fl
     )  # fmt: skip
 
 
+def finetune_dir(out: str | Path, strategy: str, seed: int, task: str) -> Path:
+    """Where `run_table3` puts the finetune run of (strategy, seed, task)."""
+    return Path(out) / strategy / f"seed{seed}" / task
+
+
 def run_table3(
     checkpoint: str | Path,
     dataset: str | Path,
@@ -195,8 +200,12 @@ def run_table3(
     fcfg: FinetuneConfig | None = None,
     eval_seed: int = 10_000,
     log: Callable[[str], None] = print,
+    stage: Callable[[str], None] | None = None,
 ) -> tuple[list[Row], list[dict]]:
-    """The whole protocol; finetune runs land in out/<strategy>/seed<k>/<task> (resumable)."""
+    """The whole protocol; finetune runs land in `finetune_dir(out, strategy, seed, task)`
+    (resumable). `stage(text)` announces each phase (default: `log`); `fosp demo` runs this
+    with one task, one seed and PEX."""
+    stage = stage or log
     from policy.finetune import Finetuner, SimCollector
     from policy.train import load_agent
 
@@ -206,6 +215,7 @@ def run_table3(
     rows: list[Row] = []
     offline = load_agent(checkpoint)
     for task in tasks:
+        stage(f"before finetuning: {tests} tests of the offline policy on {task}")
         start = time.perf_counter()
         before = evaluate(offline, task, tests, eval_seed)  # the offline policy: same for all
         t_before = time.perf_counter() - start
@@ -218,7 +228,11 @@ def run_table3(
                 cfg = dataclasses.replace(
                     base, strategy=strategy, seed=seed, updates_per_episode=updates_per_episode
                 )
-                run_dir = out / strategy / f"seed{seed}" / task
+                run_dir = finetune_dir(out, strategy, seed, task)
+                stage(
+                    f"finetuning ({strategy}, seed {seed}): {finetune_episodes} episodes on "
+                    f"{task}, {updates_per_episode} updates each -> {run_dir}"
+                )
                 start = time.perf_counter()
                 tuner = Finetuner(checkpoint, run_dir, task, cfg, dataset, log=log)
                 collector = SimCollector(task, seed, cfg.label_delay)
@@ -232,6 +246,7 @@ def run_table3(
                     Row(strategy, task, seed, "during", s["episodes"], s["successes"],
                         s["violations"], wall)
                 )  # fmt: skip
+                stage(f"after finetuning ({strategy}, seed {seed}): {tests} tests on {task}")
                 start = time.perf_counter()
                 after = evaluate(ExpansionPolicy(tuner.expansion), task, tests, eval_seed)
                 wall = time.perf_counter() - start
