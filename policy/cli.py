@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 from fosp import args as types
+from fosp.config_flags import add_flags, values
 from fosp.errors import UserError
+from policy.config import FinetuneConfig
 
 
 def register(sub) -> None:
@@ -80,26 +82,7 @@ def register(sub) -> None:
     ft.add_argument(
         "--episodes", type=types.positive_int, default=40, help="online episodes in total"
     )
-    ft.add_argument(
-        "--updates-per-episode", type=types.positive_int, default=40, help="K gradient steps"
-    )
     ft.add_argument("--out", required=True, help="finetune run folder (resumes if it exists)")
-    ft.add_argument("--strategy", choices=["pex", "direct"], default="pex")
-    ft.add_argument(
-        "--init", choices=["copy", "scratch"], default="copy", help="new actor psi' (line 12)"
-    )
-    ft.add_argument(
-        "--selection", choices=["chunk", "step"], default="chunk",
-        help="chunk: every 10 steps by imagined return; step: eqs. 21-22 every step",
-    )  # fmt: skip
-    ft.add_argument(
-        "--actor-weight", choices=["awr", "linear"], default="awr",
-        help="weight of replay actions: eq. 19 (awr) or eq. 23 (linear)",
-    )  # fmt: skip
-    ft.add_argument(
-        "--inv-temperature", type=types.positive_float, default=10.0, help="1/alpha of eq. 21"
-    )
-    ft.add_argument("--seed", type=types.seed, default=0)
     ft.add_argument("--namespace", default="/fosp", help="ROS namespace (--env ros)")
     ft.add_argument(
         "--labels",
@@ -111,6 +94,8 @@ def register(sub) -> None:
     ft.add_argument(
         "--deadline", type=types.positive_float, help="s per inference before the arm holds"
     )
+    settings = ft.add_argument_group("finetuning (FinetuneConfig, policy/config.py)")
+    add_flags(settings, FinetuneConfig)
     ft.set_defaults(func=_finetune)
 
 
@@ -184,19 +169,10 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from policy.config import FinetuneConfig
     from policy.train import set_threads
 
     set_threads()
-    fcfg = FinetuneConfig(
-        strategy=args.strategy,
-        init=args.init,
-        selection=args.selection,
-        actor_weight=args.actor_weight,
-        inv_temperature=args.inv_temperature,
-        updates_per_episode=args.updates_per_episode,
-        seed=args.seed,
-    )
+    fcfg = FinetuneConfig(**values(args, FinetuneConfig))
     try:
         if args.env == "sim":
             from policy.finetune import finetune_sim

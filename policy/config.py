@@ -184,45 +184,57 @@ def resolve(preset: str, **train_overrides: Any) -> Config:
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
 
 
+def _opt(default: Any, **flag: Any) -> Any:
+    """A field whose command-line flag is checked (fosp/config_flags.py: choices, check)."""
+    return field(default=default, metadata=flag)
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Online finetuning (FOSP §4.3, Algorithm 1 lines 12-24); written to a finetune run's
     `finetune.json`, separate from `Config` so offline runs and their config.json are unchanged."""
 
-    strategy: str = "pex"  # pex = safe policy expansion; direct = finetune the offline actor
+    # pex = safe policy expansion; direct = finetune the offline actor
+    strategy: str = _opt("pex", choices=("pex", "direct"))
     # new actor psi' (Algorithm 1 line 12): copy = the offline weights (starts competent; PEX's
     # fresh policy executed ~half the steps at random: unseen-1 SR 50 -> 20 %), scratch = new init
-    init: str = "copy"
+    init: str = _opt("copy", choices=("copy", "scratch"))
     # the learning actor's weight on replay actions: awr = eq. 19's positive weights (as
     # offline); linear = eq. 23's linear weight applied to replay actions (negative weights push
     # psi' away from the data: log pi(data) fell to -25, docs/algorithm.md "Finetuning")
-    actor_weight: str = "awr"
+    actor_weight: str = _opt("awr", choices=("awr", "linear"))
     # eq. 21's softmax. Table 4's "PEX temperature 10" is read as PEX's inverse temperature:
     # logits = 10 * Q~ (alpha = 0.1 in eq. 21's Q~/alpha); docs/algorithm.md "Finetuning"
-    inv_temperature: float = 10.0
+    inv_temperature: float = _opt(10.0, check="positive")
     # step = eqs. 21-22 at every control step on Q of each proposal; chunk = every `chunk`
     # steps, each actor's imagined lambda-return (reward minus cost, each over its learned return
     # scale) from the current latent decides which actor acts for the next chunk
-    selection: str = "chunk"
-    chunk: int = 10
-    rollouts: int = 8  # imagined rollouts per actor at a chunk decision
-    r_max: float = 1.0  # max reward per step (SafeReach: 1 while touching the target)
-    c_max: float = 1.0  # max cost per step
-    horizon: int = 80  # T of Q^* = sum_{t=0}^{T} gamma^t r_max (SafeReach episodes: 80 steps)
+    selection: str = _opt("chunk", choices=("chunk", "step"))
+    chunk: int = _opt(10, check="positive")  # control steps per selection (selection = chunk)
+    rollouts: int = _opt(8, check="positive")  # imagined rollouts per actor at a chunk decision
+    # max reward per step (SafeReach: 1 while touching the target)
+    r_max: float = _opt(1.0, check="positive")
+    c_max: float = _opt(1.0, check="positive")  # max cost per step
+    # T of Q^* = sum_{t=0}^{T} gamma^t r_max (SafeReach episodes: 80 steps)
+    horizon: int = _opt(80, check="positive")
     linear_phi: bool = True  # eq. 23 with eq. 16's Phi inside the reward branch (as offline)
-    updates_per_episode: int = 40  # K gradient steps after each online episode
-    online_share: float = 0.5  # share of every batch drawn from the online episodes
+    # K gradient steps after each online episode
+    updates_per_episode: int = _opt(40, check="positive")
+    # share of every batch drawn from the online episodes
+    online_share: float = _opt(0.5, check="unit")
     # behaviour steps after each episode's K updates on freshly computed features (world model
     # frozen): the next episode acts from the features the updated world model computes
-    settle_steps: int = 40
+    settle_steps: int = _opt(40, check="non_negative")
     # behaviour steps per update while finetuning (0: the preset's): with the preset's 8 the
     # actor over-fit the first online episodes (unseen-1 during CV 30 %, after 35 %; 4: see docs)
-    behaviour_repeats: int = 4
-    imagine_with: str = "offline"  # actor of the critics' imagined rollouts: offline | new
-    action_std: float = 0.1  # cap of the execution noise (the scripted operators: std 0.25)
-    label_delay: int = 2  # simulated operator's reaction delay (steps)
+    behaviour_repeats: int = _opt(4, check="non_negative")
+    # actor of the critics' imagined rollouts: offline | new
+    imagine_with: str = _opt("offline", choices=("offline", "new"))
+    # cap of the execution noise (the scripted operators: std 0.25)
+    action_std: float = _opt(0.1, check="non_negative")
+    label_delay: int = _opt(2, check="non_negative")  # simulated operator's reaction delay (steps)
     sample_actions: bool = True  # proposals sampled from each actor while finetuning
-    seed: int = 0
+    seed: int = _opt(0, check="seed")  # finetuning seed: online layouts, sampling, batches
 
 
 STRATEGIES = ("pex", "direct")

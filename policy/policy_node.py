@@ -37,6 +37,7 @@ import torch
 from data_collection.dataset import Dataset
 from data_collection.episode import Episode, read_episode, write_episode
 from data_collection.rollout import SimulatedOperatorLabels, Step, rollout
+from fosp.config_flags import from_params
 from fosp.errors import UserError
 from policy.config import FinetuneConfig
 from policy.expansion import PolicyExpansion
@@ -263,15 +264,11 @@ def main() -> int:
     ensure_node("policy_node")
     set_threads()
     p = lambda name, default=None: rospy.get_param(f"~{name}", default)  # noqa: E731
-    fcfg = FinetuneConfig(
-        strategy=p("strategy", "pex"),
-        init=p("init", "copy"),
-        selection=p("selection", "chunk"),
-        actor_weight=p("actor_weight", "awr"),
-        inv_temperature=float(p("inv_temperature", 10.0)),
-        updates_per_episode=int(p("updates_per_episode", 40)),
-        seed=int(p("seed", 0)),
-    )
+    try:  # every FinetuneConfig field is a private parameter; unset ones keep the defaults
+        fcfg = FinetuneConfig(**from_params(FinetuneConfig, p))
+    except UserError as err:
+        rospy.logerr(f"policy_node: {err}")
+        return 1
     deadline = float(p("deadline", 0.0)) or None
     grace = float(p("stale_grace", 0.0)) or None
     try:

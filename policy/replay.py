@@ -17,17 +17,12 @@ import torch
 from torch import Tensor
 
 from data_collection.dataset import Dataset
-from data_collection.episode import IMAGE_SHAPE, Episode
+from data_collection.episode import STEP_FIELDS, Episode
 
-FIELDS = {
-    "image": (torch.uint8, IMAGE_SHAPE),
-    "pose": (torch.float32, (6,)),
-    "action": (torch.float32, (6,)),
-    "reward": (torch.float32, ()),
-    "cost": (torch.float32, ()),
-    "is_first": (torch.bool, ()),
-    "is_last": (torch.bool, ()),
-    "is_terminal": (torch.bool, ()),
+# the episode format's step fields (one source: data_collection.episode) as torch dtypes
+FIELDS: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {
+    name: (torch.from_numpy(np.zeros(0, dtype)).dtype, shape)
+    for name, (dtype, shape) in STEP_FIELDS.items()
 }
 
 

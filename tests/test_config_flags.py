@@ -1,0 +1,59 @@
+"""Flags and ROS parameters generated from the typed configs (fosp/config_flags.py)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from fosp.config_flags import add_flags, field_help, from_params, values
+from fosp.errors import UserError
+from policy.config import FinetuneConfig
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(exit_on_error=False)
+    add_flags(p, FinetuneConfig)
+    return p
+
+
+def test_every_finetune_field_is_a_flag_with_its_comment_as_help():
+    text = parser().format_help()
+    for f in dataclasses.fields(FinetuneConfig):
+        assert "--" + f.name.replace("_", "-") in text, f.name
+        assert field_help(FinetuneConfig)[f.name], f"{f.name} has no comment"
+    assert "K gradient steps after each online episode" in text
+
+
+def test_unset_flags_keep_the_dataclass_defaults_and_set_ones_override():
+    assert FinetuneConfig(**values(parser().parse_args([]), FinetuneConfig)) == FinetuneConfig()
+    args = parser().parse_args(
+        ["--updates-per-episode", "7", "--selection", "step", "--no-sample-actions",
+         "--online-share", "0.25"]
+    )  # fmt: skip
+    cfg = FinetuneConfig(**values(args, FinetuneConfig))
+    assert (cfg.updates_per_episode, cfg.selection, cfg.sample_actions) == (7, "step", False)
+    assert cfg.online_share == 0.25 and cfg.strategy == "pex"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--strategy", "banana"], ["--updates-per-episode", "0"], ["--inv-temperature", "nan"],
+     ["--online-share", "1.5"], ["--label-delay", "-1"]],
+)  # fmt: skip
+def test_bad_values_are_refused(argv):
+    with pytest.raises(argparse.ArgumentError, match=argv[0]):
+        parser().parse_args(argv)
+
+
+def test_ros_parameters_typed_checked_and_empty_means_unset():
+    params = {"updates_per_episode": "12", "strategy": "direct", "init": "", "seed": 3,
+              "sample_actions": "false"}  # fmt: skip
+    cfg = FinetuneConfig(**from_params(FinetuneConfig, params.get))
+    assert (cfg.updates_per_episode, cfg.strategy, cfg.init, cfg.seed) == (12, "direct", "copy", 3)
+    assert cfg.sample_actions is False
+    with pytest.raises(UserError, match="~strategy: 'banana' is not one of pex, direct"):
+        from_params(FinetuneConfig, {"strategy": "banana"}.get)
+    with pytest.raises(UserError, match="~updates_per_episode"):
+        from_params(FinetuneConfig, {"updates_per_episode": "-4"}.get)
