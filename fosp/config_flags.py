@@ -52,6 +52,10 @@ def field_help(cls: type) -> dict[str, str]:
     return helps
 
 
+def _dest(prefix: str, name: str) -> str:
+    return re.sub(r"\W", "_", prefix + name)
+
+
 def flag(name: str, prefix: str = "") -> str:
     return "--" + (prefix + name).replace("_", "-")
 
@@ -72,7 +76,7 @@ def add_flags(
         text = helps.get(f.name, "")
         if show_defaults and f.default is not dataclasses.MISSING:
             text = f"{text} (default: {f.default})".strip()
-        dest = (prefix + f.name).replace("-", "_")
+        dest = _dest(prefix, f.name)
         if kind == "bool":
             parser.add_argument(
                 flag(f.name, prefix), dest=dest, action=argparse.BooleanOptionalAction,
@@ -82,7 +86,7 @@ def add_flags(
         convert = _CHECKS[(kind, f.metadata.get("check"))]
         parser.add_argument(
             flag(f.name, prefix), dest=dest, type=convert, default=None, help=text,
-            choices=f.metadata.get("choices"),
+            choices=f.metadata.get("choices"), metavar=None if "choices" in f.metadata else "X",
         )  # fmt: skip
 
 
@@ -90,7 +94,7 @@ def values(args: argparse.Namespace, cls: type, prefix: str = "") -> dict[str, A
     """The fields of `cls` the command line set."""
     out = {}
     for f in dataclasses.fields(cls):
-        value = getattr(args, (prefix + f.name).replace("-", "_"), None)
+        value = getattr(args, _dest(prefix, f.name), None)
         if value is not None:
             out[f.name] = value
     return out

@@ -9,7 +9,7 @@ from pathlib import Path
 from fosp import args as types
 from fosp.config_flags import add_flags, values
 from fosp.errors import UserError
-from policy.config import FinetuneConfig
+from policy.config import AgentConfig, FinetuneConfig, ModelConfig, OptimConfig, TrainConfig
 
 
 def register(sub) -> None:
@@ -21,14 +21,11 @@ def register(sub) -> None:
     )
     train.add_argument("--out", required=True, help="run folder (config, checkpoint, metrics)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
-    train.add_argument("--seed", type=types.seed)
-    train.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    train.add_argument("--batch", type=types.positive_int)
-    train.add_argument(
-        "--length", type=types.non_negative_int, help="rows per window (0: whole episodes)"
-    )
-    train.add_argument("--checkpoint-every", type=types.positive_int)
-    train.add_argument("--log-every", type=types.positive_int)
+    # every config field is a flag; unset ones keep the preset's value (the preset is the base)
+    add_flags(train.add_argument_group("training (TrainConfig)"), TrainConfig, show_defaults=False)
+    for name, cls in (("model", ModelConfig), ("agent", AgentConfig), ("optim", OptimConfig)):
+        group = train.add_argument_group(f"{name} ({cls.__name__}, policy/config.py)")
+        add_flags(group, cls, prefix=f"{name}.", show_defaults=False)
     train.add_argument("--no-progress", action="store_true")
     train.add_argument(
         "--skip-bad-files",
@@ -99,20 +96,22 @@ def register(sub) -> None:
     ft.set_defaults(func=_finetune)
 
 
-def _train(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace):
+    """`fosp train`'s config: the preset with every field the command line set."""
     from policy.config import resolve
+
+    sections = {
+        name: values(args, cls, f"{name}.")
+        for name, cls in (("model", ModelConfig), ("agent", AgentConfig), ("optim", OptimConfig))
+    }
+    return resolve(args.preset, sections, **values(args, TrainConfig))
+
+
+def _train(args: argparse.Namespace) -> int:
     from policy.train import set_threads, train
 
     set_threads()
-    cfg = resolve(
-        args.preset,
-        seed=args.seed,
-        device=args.device,
-        batch=args.batch,
-        length=args.length,
-        checkpoint_every=args.checkpoint_every,
-        log_every=args.log_every,
-    )
+    cfg = config_from_args(args)
     last = train(
         args.dataset,
         args.out,

@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def _opt(default: Any, **flag: Any) -> Any:
+    """A field whose command-line flag is checked (fosp/config_flags.py: choices, check)."""
+    return field(default=default, metadata=flag)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """World model (DreamerV3-style RSSM) and network sizes."""
@@ -62,7 +67,7 @@ class AgentConfig:
     # eq. 19's feasibility weight f: ref = 1 - u(s) (the paper); in_sample = 1{G_c(s, a) <=
     # cost_limit}, the recorded action's own in-sample cost return (FISOR's hard gate: unsafe
     # successes never enter the reward branch); both = their product
-    feasible_gate: str = "in_sample"
+    feasible_gate: str = _opt("in_sample", choices=("ref", "in_sample", "both"))
     cost_limit: float = 0.1
     behaviour_batch: int = 256  # cached rows per behaviour step
     behaviour_repeats: int = 4  # behaviour steps per world-model step
@@ -86,13 +91,12 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    batch: int = 64  # Table 4
-    length: int = 16  # Table 4
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    eval_every: int = 0  # 0 = no evaluation during training
-    seed: int = 0
-    device: str = "auto"  # auto = cuda if available else cpu
+    batch: int = _opt(64, check="positive")  # windows per world-model batch (Table 4)
+    length: int = _opt(16, check="non_negative")  # rows per window (Table 4; 0: whole episodes)
+    log_every: int = _opt(50, check="positive")  # steps between metrics lines
+    checkpoint_every: int = _opt(1000, check="positive")  # steps between atomic checkpoints
+    seed: int = _opt(0, check="seed")  # seeds torch, the replay's sampling and the cache's
+    device: str = "auto"  # auto = cuda if available else cpu | cpu | cuda | cuda:N
     compile: bool = False  # torch.compile the train step (GPU; slow to compile on CPU)
     bf16: bool = False  # bf16 autocast (GPU)
 
@@ -115,7 +119,8 @@ class Config:
             model=ModelConfig(**data["model"]),
             agent=AgentConfig(**data["agent"]),
             optim=OptimConfig(**data["optim"]),
-            train=TrainConfig(**data["train"]),
+            # eval_every (never used) was dropped; runs that still list it load
+            train=TrainConfig(**{k: v for k, v in data["train"].items() if k != "eval_every"}),
         )
 
     def architecture(self) -> dict[str, Any]:
@@ -172,21 +177,25 @@ PRESETS: dict[str, Config] = {
 }
 
 
-def resolve(preset: str, **train_overrides: Any) -> Config:
-    """The preset with TrainConfig fields overridden (None values are ignored)."""
+def resolve(
+    preset: str, sections: dict[str, dict[str, Any]] | None = None, **train_overrides: Any
+) -> Config:
+    """The preset (a named base) with fields overridden: `sections` = {"model" | "agent" |
+    "optim" | "train": {field: value}}, `train_overrides` TrainConfig fields (None values are
+    ignored)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     cfg = PRESETS[preset]
+    for name, changes in (sections or {}).items():
+        if changes:
+            cfg = dataclasses.replace(
+                cfg, **{name: dataclasses.replace(getattr(cfg, name), **changes)}
+            )
     overrides = {k: v for k, v in train_overrides.items() if v is not None}
     unknown = set(overrides) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise ValueError(f"unknown train option(s): {', '.join(sorted(unknown))}")
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
-
-
-def _opt(default: Any, **flag: Any) -> Any:
-    """A field whose command-line flag is checked (fosp/config_flags.py: choices, check)."""
-    return field(default=default, metadata=flag)
 
 
 @dataclass(frozen=True)

@@ -57,3 +57,19 @@ def test_ros_parameters_typed_checked_and_empty_means_unset():
         from_params(FinetuneConfig, {"strategy": "banana"}.get)
     with pytest.raises(UserError, match="~updates_per_episode"):
         from_params(FinetuneConfig, {"updates_per_episode": "-4"}.get)
+
+
+def test_train_flags_override_the_preset_field_by_field():
+    from fosp.cli import build_parser
+    from policy.cli import config_from_args
+    from policy.config import PRESETS
+
+    argv = ["train", "--dataset", "d", "--steps", "5", "--out", "o", "--preset", "small",
+            "--agent.beta-r", "3", "--batch", "4", "--no-agent.ref-imagined",
+            "--optim.lr-model", "1e-3"]  # fmt: skip
+    cfg = config_from_args(build_parser().parse_args(argv))
+    small = PRESETS["small"]
+    assert cfg.agent.beta_r == 3 and cfg.agent.ref_imagined is False
+    assert cfg.train.batch == 4 and cfg.optim.lr_model == 1e-3
+    assert cfg.agent.settle_steps == small.agent.settle_steps  # unset: the preset's
+    assert cfg.model == small.model and cfg.train.length == small.train.length
