@@ -41,6 +41,7 @@ from data_collection.teleop import draw
 from data_collection.teleop.base import Clock, LabelEvent, RealClock, Teleop, TeleopError
 from data_collection.teleop.labels import LiveLabels
 from data_collection.teleop.window import OperatorUI
+from robot.errors import ArmStopped, StaleObservationError
 
 # recording phase (motion keys belong to the keyboard teleop, see teleop/keyboard.py)
 LABEL_KEYS = {"c": ("cost", "toggle"), "t": ("reward", "toggle"), "g": ("reward", "mark")}
@@ -191,11 +192,9 @@ class Recorder:
         base.layout_seed = layout_seed
         try:
             obs, info = self.env.reset(options={"layout_seed": layout_seed})
-        except Exception as err:
-            if type(err).__name__ != "ArmStopped":  # robot.ros_env: reset refused (e-stop)
-                raise
+        except ArmStopped as err:  # the ROS env: reset refused (e-stop latched)
             self.log(str(err))
-            self._wait_for_release(float(getattr(err, "stamp", 0.0)), "e-stop latched", base)
+            self._wait_for_release(err.stamp, "e-stop latched", base)
             raise _Abort("rerecord") from err
         self.teleop.reset()
         self.teleop.events()  # presses from before the episode belong to no row
@@ -233,9 +232,7 @@ class Recorder:
             action = np.asarray(self.teleop.action(), np.float32)
             try:
                 obs, reward, terminated, truncated, info = self.env.step(action)
-            except Exception as err:
-                if type(err).__name__ != "StaleObservationError":  # robot.ros_env, no rospy here
-                    raise
+            except StaleObservationError as err:  # the ROS env: no fresh observation in time
                 self._stale += 1
                 if self._stale > MAX_STALE:
                     raise
