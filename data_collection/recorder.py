@@ -42,6 +42,7 @@ from data_collection.teleop import draw
 from data_collection.teleop.base import Clock, LabelEvent, RealClock, Teleop, TeleopError
 from data_collection.teleop.labels import LiveLabels
 from data_collection.teleop.window import OperatorUI
+from robot.errors import ArmStopped, StaleObservationError
 
 # recording phase (motion keys belong to the keyboard teleop, see teleop/keyboard.py)
 LABEL_KEYS = {"c": ("cost", "toggle"), "t": ("reward", "toggle"), "g": ("reward", "mark")}
@@ -244,14 +245,11 @@ class Recorder:
                 on_reset=get_ready, on_step=operator_stop, label=live_labels,
                 max_steps=self.steps, builder=builder,
             )  # fmt: skip
-        except Exception as err:
-            name = type(err).__name__  # robot.ros_env's errors, matched without importing rospy
-            if name == "ArmStopped":  # reset refused (e-stop latched)
-                self.log(str(err))
-                self._wait_for_release(float(getattr(err, "stamp", 0.0)), "e-stop latched", base)
-                raise _Abort("rerecord") from err
-            if name != "StaleObservationError":
-                raise
+        except ArmStopped as err:  # the ROS env: reset refused (e-stop latched)
+            self.log(str(err))
+            self._wait_for_release(err.stamp, "e-stop latched", base)
+            raise _Abort("rerecord") from err
+        except StaleObservationError as err:  # the ROS env: no fresh observation in time
             self._stale += 1
             if self._stale > MAX_STALE:
                 raise

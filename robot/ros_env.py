@@ -41,20 +41,10 @@ from std_srvs.srv import Trigger
 
 from robot import ros_contract as rc
 from robot.env import EPISODE_STEPS
+from robot.errors import ArmStopped, StaleObservationError
 from robot.outcome import EpisodeOutcome
 
-
-class StaleObservationError(RuntimeError):
-    """No fresh observation arrived in time; the arm was asked to hold."""
-
-
-class ArmStopped(RuntimeError):
-    """reset refused or interrupted: the e-stop is latched, or a stop ended the walk home.
-    `stamp`: ROS time before the reset was asked for (a release after it lets the caller go on)."""
-
-    def __init__(self, message: str, stamp: float = 0.0):
-        super().__init__(message)
-        self.stamp = stamp
+__all__ = ["ArmStopped", "RosSafeReachEnv", "StaleObservationError", "ensure_node"]
 
 
 # events after which the arm no longer executes the episode's commands

@@ -21,20 +21,8 @@ import numpy as np
 import rospy
 from geometry_msgs.msg import PoseStamped
 
-from robot.backends.base import BackendEvent
+from robot.backends.base import BackendEvent, RobotMode
 from robot.ros_contract import BASE_FRAME, matrix_to_pose6, pose6_to_matrix, pose6_to_msg
-
-ROBOT_MODE_REFLEX = 4
-ROBOT_MODE_USER_STOPPED = 5
-ROBOT_MODE_NAMES = {
-    0: "other",
-    1: "idle",
-    2: "move",
-    3: "guiding",
-    4: "reflex",
-    5: "user_stopped",
-    6: "automatic_error_recovery",
-}
 
 
 def o_t_ee_to_pose6(o_t_ee: Any) -> np.ndarray:
@@ -92,18 +80,18 @@ class FrankaBackend:
             self._pose = pose
             previous_mode, self._mode = self._mode, int(msg.robot_mode)
             if self._mode != previous_mode and self._mode in (
-                ROBOT_MODE_REFLEX,
-                ROBOT_MODE_USER_STOPPED,
+                RobotMode.REFLEX,
+                RobotMode.USER_STOPPED,
             ):
-                kind = "reflex" if self._mode == ROBOT_MODE_REFLEX else "user_stopped"
+                mode = RobotMode(self._mode)
                 self._events.append(
                     BackendEvent(
-                        kind,
-                        f"robot_mode {self._mode} ({ROBOT_MODE_NAMES[self._mode]})",
+                        mode.name.lower(),  # "reflex" | "user_stopped"
+                        f"robot_mode {int(mode)} ({mode.name.lower()})",
                         {"errors": errors or active_errors(msg.last_motion_errors)},
                     )
                 )
-            elif errors and not self._errors and self._mode != ROBOT_MODE_REFLEX:
+            elif errors and not self._errors and self._mode != RobotMode.REFLEX:
                 self._events.append(BackendEvent("error", ", ".join(errors), {"errors": errors}))
             self._errors = errors
         if self.on_state is not None:
@@ -143,6 +131,15 @@ class FrankaBackend:
 
     def reset(self, layout_seed: int | None = None) -> dict[str, Any]:
         return {"layout_seed": None}  # the real scene is arranged by the operator
+
+    def image(self) -> None:
+        return None  # camera_node publishes the images
+
+    def full_image(self, width: int, height: int) -> None:
+        return None
+
+    def labels_dict(self, labels: Any) -> dict[str, Any]:
+        return {}  # the operator labels the real arm's episodes
 
     def poll_events(self) -> list[BackendEvent]:
         with self._lock:

@@ -22,6 +22,7 @@ class SimBackend:
     name = "sim"
     steps_physics = True
     publishes_images = True
+    robot_mode = None  # no driver state machine: nothing to recover, no external stop
 
     def __init__(
         self, task: str = "train", config: SimConfig | None = None, seed: int | None = None

@@ -23,6 +23,7 @@ from data_collection.dataset import Dataset
 from data_collection.episode import read_episode
 from data_collection.rollout import delayed_labels
 from data_collection.teleop.base import FakeClock
+from robot.errors import StaleObservationError
 from robot.ros_processes import stop as stop_process
 
 DELAY = 2
@@ -185,10 +186,6 @@ def test_kill_9_mid_episode_keeps_earlier_episodes(tmp_path):
     assert_clean(out, 2)
     for path in Dataset(out).episode_paths():
         assert read_episode(path).num_actions == 80
-
-
-class StaleObservationError(RuntimeError):
-    """Same name as robot.ros_env's (the recorder recognises it without importing rospy)."""
 
 
 class StallingEnv:

@@ -62,3 +62,19 @@ def test_pose_message_round_trip_and_absolute_orientation():
     assert list(action.data) == [0, 1, 2, 3, 4, 5] and action.layout.dim[0].size == 6
     payload = rc.msg_json(rc.json_msg({"a": np.arange(3), "b": np.float32(1.5)}))
     assert payload == {"a": [0, 1, 2], "b": 1.5}
+
+
+def test_every_backend_implements_the_whole_interface():
+    """The controller calls only ArmBackend's members, so each backend must have all of them
+    (none reached for with getattr and a default)."""
+    from robot.backends.base import ArmBackend
+    from robot.backends.franka import FrankaBackend
+    from robot.backends.sim import SimBackend
+
+    members = set(ArmBackend.__annotations__) | {
+        name for name in vars(ArmBackend) if not name.startswith("_")
+    }
+    assert {"robot_mode", "image", "full_image", "labels_dict", "hold", "recover"} <= members
+    for backend in (SimBackend, FrankaBackend):
+        missing = sorted(name for name in members if not hasattr(backend, name))
+        assert missing == [], f"{backend.__name__} lacks {missing}"
