@@ -162,12 +162,7 @@ def _output_dataset(path: str) -> Path:
     root = Path(path)
     if root.exists() and not root.is_dir():
         raise UserError(f"--out {root} is a file, not a dataset folder")
-    _, errors = Dataset(root).index()
-    if errors:
-        raise UserError(
-            f"--out {root} has {len(errors)} unreadable episode file(s), first {errors[0]}; "
-            f"run `fosp dataset validate {root}`"
-        )
+    Dataset(root).readable_index(f"--out {root}")
     return root
 
 

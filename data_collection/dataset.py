@@ -123,6 +123,19 @@ class Dataset:
                 if not skip_corrupt:
                     raise
 
+    def readable_index(self, name: str | None = None) -> list[EpisodeSummary]:
+        """Summaries of every episode; one line (UserError) naming the first unreadable file
+        when any is (`name`: how the folder was given, e.g. "--out DIR")."""
+        from fosp.errors import UserError
+
+        summaries, errors = self.index()
+        if errors:
+            raise UserError(
+                f"{name or self.root} has {len(errors)} unreadable episode file(s), first "
+                f"{errors[0]}; run `fosp dataset validate {self.root}`"
+            )
+        return summaries
+
     def index(
         self, use_cache: bool = True
     ) -> tuple[list[EpisodeSummary], list[EpisodeFormatError]]:

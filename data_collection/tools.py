@@ -163,12 +163,7 @@ def split(
         raise UserError(f"--out {out} is a file, not a folder")
     if out.exists() and out.resolve() == src.resolve():
         raise UserError(f"--out {out} is the dataset being split; choose another folder")
-    summaries, errors = Dataset(src).index()
-    if errors:
-        raise UserError(
-            f"{src} has {len(errors)} unreadable episode file(s), first {errors[0]}; "
-            f"run `fosp dataset validate {src}`"
-        )
+    summaries = Dataset(src).readable_index()
     groups = split_groups(summaries, by, holdout, seed)
     report = CopyReport()
     for name, files in groups.items():

@@ -34,60 +34,33 @@ def _float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def _checked(parse, ok, message: str, doc: str):
+    """A flag type: `parse` the text, then refuse values where `ok` is false with `message`."""
+
+    def check(text: str):
+        value = parse(text)
+        if not ok(value):
+            shown = f"{value:g}" if isinstance(value, float) else f"{value}"
+            raise argparse.ArgumentTypeError(f"{message}, got {shown}")
+        return value
+
+    check.__doc__ = doc
+    return check
 
 
-def non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def seed(text: str) -> int:
-    """A seed for numpy / torch / Python: 0 <= seed < 2**63."""
-    value = _int(text)
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2**63), got {value}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    return _float(text)
-
-
-def positive_float(text: str) -> float:
-    value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value:g}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = _float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value:g}")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    """A fraction in [0, 1)."""
-    value = _float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value:g}")
-    return value
-
-
-def open_fraction(text: str) -> float:
-    """A fraction in (0, 1)."""
-    value = _float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1), got {value:g}")
-    return value
+positive_int = _checked(_int, lambda v: v >= 1, "must be a positive integer", "An integer >= 1.")
+non_negative_int = _checked(_int, lambda v: v >= 0, "must be >= 0", "An integer >= 0.")
+seed = _checked(
+    _int, lambda v: 0 <= v < 2**63, "must be in [0, 2**63)",
+    "A seed for numpy / torch / Python: 0 <= seed < 2**63.",
+)  # fmt: skip
+finite_float = _checked(_float, lambda v: True, "", "A finite float.")
+positive_float = _checked(_float, lambda v: v > 0, "must be > 0", "A float > 0.")
+non_negative_float = _checked(_float, lambda v: v >= 0, "must be >= 0", "A float >= 0.")
+unit_interval = _checked(_float, lambda v: 0 <= v < 1, "must be in [0, 1)", "A fraction in [0, 1).")
+open_fraction = _checked(
+    _float, lambda v: 0 < v < 1, "must be a fraction in (0, 1)", "A fraction in (0, 1)."
+)
 
 
 def task(text: str) -> str:
