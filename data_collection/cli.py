@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fosp import args as types
 from fosp.errors import UserError
+from robot.workspace import CONTROL_HZ
 
 
 def register(sub, sim_sub) -> None:
@@ -103,7 +104,7 @@ def _register_collect(sub) -> None:
     p.add_argument(
         "--control-hz",
         type=types.positive_float,
-        default=10.0,
+        default=CONTROL_HZ,
         help="--env ros: the launch's rate",
     )
     m = p.add_argument_group("teleop mapping (docs/collecting.md)")

@@ -34,7 +34,8 @@ from policy.world_model import State, WorldModel
 PolicyWeight = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
-def _adam(params, lr: float, cfg) -> torch.optim.Adam:
+def adam(params, lr: float, cfg) -> torch.optim.Adam:
+    """The optimiser of every part (OptimConfig's eps and weight decay)."""
     return torch.optim.Adam(params, lr=lr, eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
@@ -49,7 +50,7 @@ class FOSPAgent(nn.Module):
         m, a = cfg.model, cfg.agent
         self.wm = WorldModel(m)
         f, u, n = self.wm.feat_dim, m.mlp_units, m.mlp_layers
-        self.actor = Actor(f, m.action_dim, u, n, (a.actor_min_std, a.actor_max_std))
+        self.actor = self.new_actor()
         self.q_r = Critic(f, u, n, m.bins, m.action_dim)
         self.q_c = Critic(f, u, n, m.bins, m.action_dim)
         self.v_r = Critic(f, u, n, m.bins)
@@ -65,10 +66,10 @@ class FOSPAgent(nn.Module):
         o = cfg.optim
         critics = [p for net in (self.q_r, self.q_c, self.v_r, self.v_c) for p in net.parameters()]
         self.opts = {
-            "model": _adam(self.wm.parameters(), o.lr_model, o),
-            "actor": _adam(self.actor.parameters(), o.lr_actor_critic, o),
-            "critic": _adam(critics, o.lr_actor_critic, o),
-            "ref": _adam(self.ref.parameters(), o.lr_ref, o),
+            "model": adam(self.wm.parameters(), o.lr_model, o),
+            "actor": adam(self.actor.parameters(), o.lr_actor_critic, o),
+            "critic": adam(critics, o.lr_actor_critic, o),
+            "ref": adam(self.ref.parameters(), o.lr_ref, o),
         }
         self.step_count = 0
         # DreamerV3's return scale S (EMA of the 5-95 % range of the imagined lambda-returns, one
@@ -83,6 +84,22 @@ class FOSPAgent(nn.Module):
         self._behaviour_steps = 0
         self.settled_at = -1  # world-model step at which `settle` last ran
         self.behaviour_repeats = 0  # finetuning's override of cfg.agent.behaviour_repeats
+
+    def new_actor(self) -> Actor:
+        """A freshly initialised actor of this agent's architecture (on its device once the
+        agent is)."""
+        m, a = self.cfg.model, self.cfg.agent
+        actor = Actor(
+            self.wm.feat_dim, m.action_dim, m.mlp_units, m.mlp_layers,
+            (a.actor_min_std, a.actor_max_std),
+        )  # fmt: skip
+        device = getattr(self, "device", None)
+        return actor if device is None else actor.to(device)
+
+    def reset_actor_optimiser(self) -> None:
+        """A new Adam state for `self.actor` (a new policy's moments start at zero)."""
+        o = self.cfg.optim
+        self.opts["actor"] = adam(self.actor.parameters(), o.lr_actor_critic, o)
 
     def attach(self, replay: Replay) -> None:
         """Learn behaviour on the full-history features of every row of `replay`."""

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from policy import objectives as O
-from policy.agent import FOSPAgent, _adam
+from policy.agent import FOSPAgent
 from policy.config import STRATEGIES, FinetuneConfig
 from policy.networks import Actor
 
@@ -95,19 +95,10 @@ class PolicyExpansion:
         if cfg.strategy == "pex":
             self.frozen = copy.deepcopy(agent.actor).requires_grad_(False).eval()
             if cfg.init == "scratch":
-                m, a = agent.cfg.model, agent.cfg.agent
-                fresh = Actor(
-                    agent.wm.feat_dim,
-                    m.action_dim,
-                    m.mlp_units,
-                    m.mlp_layers,
-                    (a.actor_min_std, a.actor_max_std),
-                )
-                agent.actor = fresh.to(agent.device)
+                agent.actor = agent.new_actor()
             # psi' is a new policy: its own optimiser state (the offline Adam moments belong to
             # psi, which no longer learns)
-            optim = agent.cfg.optim
-            agent.opts["actor"] = _adam(agent.actor.parameters(), optim.lr_actor_critic, optim)
+            agent.reset_actor_optimiser()
             if cfg.imagine_with == "offline":
                 agent.set_imagination_actor(self.frozen)
         self._chunk_left, self._chunk_choice, self._chunk_probs = 0, 0, np.array([0.5, 0.5])

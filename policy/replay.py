@@ -136,7 +136,7 @@ class Replay:
         return out
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state(), "num_episodes": self.num_episodes}
+        return {"generator": self.generator.get_state()}  # the episodes come back from the files
 
     def episode_rows(self) -> list[Tensor]:
         """The row indices of each stored episode, in order."""

@@ -37,6 +37,7 @@ import numpy as np
 
 from robot.backends.base import ArmBackend, BackendEvent, RobotMode
 from robot.safety import SafetyFilter
+from robot.workspace import CONTROL_HZ
 
 # how close (m) the measured TCP must come to the home position for a walk home to end
 HOME_TOLERANCE = 0.005
@@ -81,7 +82,7 @@ class ArmOutputs(Protocol):
 
 @dataclass(frozen=True)
 class ControllerConfig:
-    control_hz: float = 10.0
+    control_hz: float = CONTROL_HZ
     tick: float = 0.01  # s between loop passes without work (the watchdog's resolution)
     home_timeout: float = 20.0  # s for a walk home
     auto_recover: bool = True  # recover from a reflex or error at once

@@ -43,6 +43,7 @@ from robot import ros_contract as rc
 from robot.env import EPISODE_STEPS
 from robot.errors import ArmStopped, StaleObservationError
 from robot.outcome import EpisodeOutcome
+from robot.workspace import CONTROL_HZ
 
 __all__ = ["ArmStopped", "RosSafeReachEnv", "StaleObservationError", "ensure_node"]
 
@@ -70,7 +71,7 @@ class RosSafeReachEnv(gym.Env):
     def __init__(
         self,
         namespace: str = rc.NAMESPACE,
-        control_hz: float = 10.0,
+        control_hz: float = CONTROL_HZ,
         episode_steps: int = EPISODE_STEPS,
         image_size: int = 64,
         stale_grace: float | None = None,

@@ -17,6 +17,9 @@ from robot.geometry import matrix_to_rotvec, rotvec_to_matrix
 HOME_ROTATION = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
 
 
+CONTROL_HZ = 10.0  # the SafeReach control rate (the paper's dataset: 80 steps at 10 Hz)
+
+
 @dataclass(frozen=True)
 class Workspace:
     """Task area on the table (z = 0 is the table top) and the box the TCP must stay inside.
@@ -58,7 +61,7 @@ class Workspace:
 class StepLimits:
     """How far one control step may move the commanded pose (a 6-D action of 1 maps to these)."""
 
-    control_hz: float = 10.0
+    control_hz: float = CONTROL_HZ
     max_translation: float = 0.02  # m per step along each axis (0.2 m/s at 10 Hz)
     max_rotation: float = 0.08  # rad per step about each axis
     # The commanded pose may lead the measured one by at most this much, so a blocked arm does
