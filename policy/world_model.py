@@ -20,6 +20,24 @@ from policy.networks import ImageDecoder, ImageEncoder, TwoHotHead, mlp
 State = tuple[Tensor, Tensor]  # (h [..., deter], z [..., stoch, classes])
 
 
+# eq. 1 weighs its terms equally; the KL's balance (dyn 1, rep beta) and free bits live inside
+# objectives.kl_balance. One dict of named losses, one of scales, checked against each other.
+LOSS_SCALES = {"image": 1.0, "pose": 1.0, "reward": 1.0, "cost": 1.0, "cont": 1.0, "kl": 1.0}
+BATCH_FIELDS = {"image": 3, "pose": 1, "action": 1, "reward": 0, "cost": 0, "is_first": 0,
+                "is_terminal": 0}  # fmt: skip  # trailing dims of each field after [B, T]
+
+
+def check_batch(batch: dict[str, Tensor], cfg) -> tuple[int, int]:
+    """Shape check at the seam between replay and the world model: every field [B, T, ...]."""
+    b, t = batch["reward"].shape
+    for name, trailing in BATCH_FIELDS.items():
+        shape = tuple(batch[name].shape)
+        assert shape[:2] == (b, t) and len(shape) == 2 + trailing, (name, shape, (b, t))
+    assert batch["action"].shape[-1] == cfg.action_dim, ("action", tuple(batch["action"].shape))
+    assert batch["pose"].shape[-1] == cfg.pose_dim, ("pose", tuple(batch["pose"].shape))
+    return b, t
+
+
 class GRUCell(nn.Module):
     """DreamerV3's normalised GRU: one linear layer + LayerNorm for all gates, update bias -1."""
 
@@ -143,6 +161,7 @@ class WorldModel(nn.Module):
         """Eq. 1: -ln p(x) - ln p(r) - ln p(c) (+ continuation) + KL balancing with free bits,
         summed over terms and averaged over [B, T]. Returns (loss, per-term means, features)."""
         c = self.cfg
+        batch_shape = check_batch(batch, c)
         embed = self.embed(batch["image"], batch["pose"])
         h, z, post, prior = self.observe(embed, batch["action"], batch["is_first"])
         feat = self.feat(h, z)
@@ -159,7 +178,12 @@ class WorldModel(nn.Module):
             ),
         }
         kl, dyn, rep = O.kl_balance(post, prior, c.kl_dyn, c.kl_rep, c.free_nats)
-        total = sum(terms.values()) + kl
+        losses = {**terms, "kl": kl}
+        assert set(losses) == set(LOSS_SCALES), sorted(losses)
+        for name, value in losses.items():
+            assert value.shape == batch_shape, (name, tuple(value.shape), batch_shape)
+        assert feat.shape == (*batch_shape, self.feat_dim), tuple(feat.shape)
+        total = sum(LOSS_SCALES[k] * v for k, v in losses.items())
         metrics = {f"wm/{k}": v.mean() for k, v in terms.items()}
         metrics["wm/kl_dyn"] = dyn.mean()
         metrics["wm/kl_rep"] = rep.mean()

@@ -166,3 +166,28 @@ def test_return_scale_is_ema_of_percentile_range():
     assert O.ema_return_scale(torch.tensor(1.0), ret, 0.9).item() == pytest.approx(
         0.9 * 1 + 0.1 * 90, rel=1e-5
     )
+
+
+def test_world_model_losses_match_their_scales_and_shapes_are_checked():
+    from policy.config import PRESETS
+    from policy.world_model import LOSS_SCALES, WorldModel
+
+    cfg = PRESETS["tiny"].model
+    wm = WorldModel(cfg)
+    b, t = 2, 3
+    batch = {
+        "image": torch.zeros(b, t, 64, 64, 3, dtype=torch.uint8),
+        "pose": torch.zeros(b, t, 6),
+        "action": torch.zeros(b, t, 6),
+        "reward": torch.zeros(b, t),
+        "cost": torch.zeros(b, t),
+        "is_first": torch.zeros(b, t, dtype=torch.bool),
+        "is_terminal": torch.zeros(b, t, dtype=torch.bool),
+    }
+    loss, metrics, feat = wm.loss(batch)
+    assert {k.removeprefix("wm/") for k in metrics} >= set(LOSS_SCALES) - {"kl"}
+    assert feat.shape == (b, t, wm.feat_dim) and torch.isfinite(loss)
+    with pytest.raises(AssertionError, match="action"):
+        wm.loss({**batch, "action": torch.zeros(b, t, 7)})
+    with pytest.raises(AssertionError, match="cost"):
+        wm.loss({**batch, "cost": torch.zeros(b, t + 1)})
