@@ -1,6 +1,8 @@
 import os
 import sys
 
+import pytest
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
@@ -10,3 +12,15 @@ def pytest_unconfigure(config):
     rospy = sys.modules.get("rospy")
     if rospy is not None and rospy.core.is_initialized():
         rospy.signal_shutdown("pytest finished")
+
+
+@pytest.fixture(scope="session")
+def paper_mix_8(tmp_path_factory):
+    """One small paper-mix dataset for the whole session (8 scripted episodes, seed 1, labels
+    2 steps late): the collection tests read it, the finetuning tests pretrain on it. Tests
+    must not write into it. Returns (folder, collect_mix's counts)."""
+    from data_collection.scripted import collect_mix
+
+    root = tmp_path_factory.mktemp("paper_mix_8") / "dataset"
+    counts = collect_mix(str(root), episodes=8, seed=1, label_delay=2, progress=False)
+    return root, counts

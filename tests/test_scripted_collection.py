@@ -28,10 +28,8 @@ def test_mix_counts():
 
 
 @pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ds")
-    counts = collect_mix(str(out), episodes=8, seed=1, label_delay=2, progress=False)
-    return out, counts
+def small_dataset(paper_mix_8):
+    return paper_mix_8  # the session's dataset (tests/conftest.py)
 
 
 def test_collect_hits_the_mix_exactly(small_dataset):

@@ -16,12 +16,8 @@ PRETRAIN_STEPS = 20
 
 
 @pytest.fixture(scope="session")
-def offline_data(tmp_path_factory):
-    from data_collection.scripted import collect_mix
-
-    root = tmp_path_factory.mktemp("finetune") / "dataset"
-    collect_mix(str(root), task="train", episodes=8, progress=False)
-    return root
+def offline_data(paper_mix_8):
+    return paper_mix_8[0]  # the session's dataset (tests/conftest.py)
 
 
 @pytest.fixture(scope="session")
