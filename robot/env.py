@@ -17,9 +17,8 @@ import numpy as np
 
 from robot.outcome import EpisodeOutcome
 from robot.sim.world import SafeReachSim, SimConfig
+from robot.spaces import EPISODE_STEPS, safereach_spaces
 from robot.task_spec import Layout, TaskSpec, load_task
-
-EPISODE_STEPS = 80
 
 
 @dataclass(frozen=True)
@@ -41,13 +40,7 @@ class SafeReachEnv(gym.Env):
         self.sim = SafeReachSim(spec, config.sim)
         size = config.sim.image_size
         self.render_mode = "rgb_array"
-        self.observation_space = gym.spaces.Dict(
-            {
-                "image": gym.spaces.Box(0, 255, (size, size, 3), np.uint8),
-                "pose": gym.spaces.Box(-np.inf, np.inf, (6,), np.float32),
-            }
-        )
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
+        self.observation_space, self.action_space = safereach_spaces(size)
         self.metadata = {**self.metadata, "render_fps": config.sim.limits.step.control_hz}
         self._steps = 0
         self.outcome = EpisodeOutcome()

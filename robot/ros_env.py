@@ -40,9 +40,9 @@ from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import Trigger
 
 from robot import ros_contract as rc
-from robot.env import EPISODE_STEPS
 from robot.errors import ArmStopped, StaleObservationError
 from robot.outcome import EpisodeOutcome
+from robot.spaces import EPISODE_STEPS, safereach_spaces
 from robot.workspace import CONTROL_HZ
 
 __all__ = ["ArmStopped", "RosSafeReachEnv", "StaleObservationError", "ensure_node"]
@@ -84,13 +84,7 @@ class RosSafeReachEnv(gym.Env):
         self.episode_steps = episode_steps
         self.stale_grace = self.period if stale_grace is None else stale_grace
         self.reset_timeout = reset_timeout
-        self.observation_space = gym.spaces.Dict(
-            {
-                "image": gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
-                "pose": gym.spaces.Box(-np.inf, np.inf, (6,), np.float32),
-            }
-        )
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
+        self.observation_space, self.action_space = safereach_spaces(image_size)
         self.metadata = {**self.metadata, "render_fps": control_hz}
         self.render_mode = "rgb_array"
         self._lock = threading.Lock()

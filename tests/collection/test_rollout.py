@@ -142,3 +142,12 @@ def test_episode_outcome_is_any_reward_and_any_cost():
     assert outcome.violation
     outcome.reset()
     assert not outcome.success and not outcome.violation
+
+
+def test_the_real_arms_policy_node_imports_no_mujoco():
+    import subprocess
+    import sys
+
+    code = "import sys, policy.policy_node, robot.ros_env; print('mujoco' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
