@@ -192,27 +192,31 @@ class Recorder:
         )
         base.layout_seed = layout_seed
         builder = EpisodeBuilder(self._metadata(layout_seed))
-        shown = {"info": {}, "action": np.zeros(6, np.float32)}
-        deadline = [0.0]
+        # what the operator's frame shows: the last step's info and action, the pacing deadline
+        last_info: dict = {}
+        last_action = np.zeros(6, np.float32)
+        deadline = 0.0
+        missing = 0  # rows whose truth did not arrive (a label message missed its step)
 
         def get_ready(obs: dict, info: dict) -> None:
+            nonlocal last_info, deadline
             self.teleop.reset()
             self.teleop.events()  # presses from before the episode belong to no row
             self.labels.reset()
             self._countdown(base, obs)
             builder.metadata["started_at"] = now_iso()  # the recording starts now
-            shown["info"] = info
-            deadline[0] = self.clock.now()
+            last_info, deadline = info, self.clock.now()
 
         def operator(obs: dict) -> np.ndarray:
+            nonlocal last_action, deadline
             i = builder.num_actions
             view = dataclasses.replace(
                 base,
                 phase="record",
                 step=i,
                 obs=obs,
-                info=shown["info"],
-                action=shown["action"],
+                info=last_info,
+                action=last_action,
                 labels=(float(self.labels.state["reward"]), float(self.labels.state["cost"])),
                 reward=builder.column("reward"),
                 cost=builder.column("cost"),
@@ -220,20 +224,19 @@ class Recorder:
                 oracle_cost=builder.column("oracle_cost"),
             )
             self.ui.show(render_record(view), view)
-            wait = deadline[0] - self.clock.now() if cfg.pace else 0.0
+            wait = deadline - self.clock.now() if cfg.pace else 0.0
             for key in self.ui.keys(max(0.001, wait)):
                 self._record_key(key, row=i + 1)
-            deadline[0] = max(deadline[0], self.clock.now()) + self.period
-            shown["action"] = np.asarray(self.teleop.action(), np.float32)
-            return shown["action"]
-
-        missing = [0]  # rows whose truth did not arrive (a label message missed its step)
+            deadline = max(deadline, self.clock.now()) + self.period
+            last_action = np.asarray(self.teleop.action(), np.float32)
+            return last_action
 
         def live_labels(step: Step) -> tuple[float, float]:
+            nonlocal last_info, missing
             for event in self.teleop.events():
                 self.labels.apply(event, row=step.row)
-            shown["info"] = step.info
-            missing[0] += step.truth is None
+            last_info = step.info
+            missing += step.truth is None
             return self.labels.close_row()
 
         def operator_stop(step: Step) -> str:
@@ -261,10 +264,10 @@ class Recorder:
             self._store_interrupted(episode)
             self._wait_for_release(float(result.info.get("stop_stamp", 0.0)), result.stop, base)
             raise _Abort("rerecord")  # the same layout again
-        if missing[0] and missing[0] < builder.num_actions:
+        if missing and missing < builder.num_actions:
             # over ROS a label message can miss its step: the truth is then incomplete, and
             # an incomplete truth is not stored (it would misjudge the manual labels)
-            episode.metadata["oracle_missing_steps"] = missing[0]
+            episode.metadata["oracle_missing_steps"] = missing
         self._stale = 0
         return episode
 

@@ -54,7 +54,12 @@ seed = _checked(
     _int, lambda v: 0 <= v < 2**63, "must be in [0, 2**63)",
     "A seed for numpy / torch / Python: 0 <= seed < 2**63.",
 )  # fmt: skip
-finite_float = _checked(_float, lambda v: True, "", "A finite float.")
+
+
+def finite_float(text: str) -> float:
+    return _float(text)
+
+
 positive_float = _checked(_float, lambda v: v > 0, "must be > 0", "A float > 0.")
 non_negative_float = _checked(_float, lambda v: v >= 0, "must be >= 0", "A float >= 0.")
 unit_interval = _checked(_float, lambda v: 0 <= v < 1, "must be in [0, 1)", "A fraction in [0, 1).")

@@ -52,6 +52,15 @@ def field_help(cls: type) -> dict[str, str]:
     return helps
 
 
+def _kind(f: dataclasses.Field) -> str:
+    return f.type if isinstance(f.type, str) else f.type.__name__
+
+
+def _converter(f: dataclasses.Field):
+    """The checked flag type of a non-bool field (fosp/args.py), from its annotation + metadata."""
+    return _CHECKS[(_kind(f), f.metadata.get("check"))]
+
+
 def _dest(prefix: str, name: str) -> str:
     return re.sub(r"\W", "_", prefix + name)
 
@@ -72,20 +81,18 @@ def add_flags(
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        kind = f.type if isinstance(f.type, str) else f.type.__name__
         text = helps.get(f.name, "")
         if show_defaults and f.default is not dataclasses.MISSING:
             text = f"{text} (default: {f.default})".strip()
         dest = _dest(prefix, f.name)
-        if kind == "bool":
+        if _kind(f) == "bool":
             parser.add_argument(
                 flag(f.name, prefix), dest=dest, action=argparse.BooleanOptionalAction,
                 default=None, help=text,
             )  # fmt: skip
             continue
-        convert = _CHECKS[(kind, f.metadata.get("check"))]
         parser.add_argument(
-            flag(f.name, prefix), dest=dest, type=convert, default=None, help=text,
+            flag(f.name, prefix), dest=dest, type=_converter(f), default=None, help=text,
             choices=f.metadata.get("choices"), metavar=None if "choices" in f.metadata else "X",
         )  # fmt: skip
 
@@ -112,14 +119,13 @@ def from_params(cls: type, get: Any, where: str = "parameter ~") -> dict[str, An
         value = get(f.name)
         if value is None or value == "":
             continue
-        kind = f.type if isinstance(f.type, str) else f.type.__name__
         try:
-            if kind == "bool":
+            if _kind(f) == "bool":
                 if isinstance(value, str) and value.lower() not in ("true", "false"):
                     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
                 out[f.name] = value if isinstance(value, bool) else value.lower() == "true"
                 continue
-            converted = _CHECKS[(kind, f.metadata.get("check"))](str(value))
+            converted = _converter(f)(str(value))
             choices = f.metadata.get("choices")
             if choices and converted not in choices:
                 raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(choices)}")

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from policy import objectives as O
 from policy.config import ModelConfig
 from policy.networks import ImageDecoder, ImageEncoder, TwoHotHead, mlp
+from policy.replay import FIELDS
 
 State = tuple[Tensor, Tensor]  # (h [..., deter], z [..., stoch, classes])
 
@@ -23,18 +24,16 @@ State = tuple[Tensor, Tensor]  # (h [..., deter], z [..., stoch, classes])
 # eq. 1 weighs its terms equally; the KL's balance (dyn 1, rep beta) and free bits live inside
 # objectives.kl_balance. One dict of named losses, one of scales, checked against each other.
 LOSS_SCALES = {"image": 1.0, "pose": 1.0, "reward": 1.0, "cost": 1.0, "cont": 1.0, "kl": 1.0}
-BATCH_FIELDS = {"image": 3, "pose": 1, "action": 1, "reward": 0, "cost": 0, "is_first": 0,
-                "is_terminal": 0}  # fmt: skip  # trailing dims of each field after [B, T]
+USED_FIELDS = ("image", "pose", "action", "reward", "cost", "is_first", "is_terminal")
 
 
-def check_batch(batch: dict[str, Tensor], cfg) -> tuple[int, int]:
-    """Shape check at the seam between replay and the world model: every field [B, T, ...]."""
+def check_batch(batch: dict[str, Tensor]) -> tuple[int, int]:
+    """Shape check at the seam between replay and the world model: every field the loss reads
+    is [B, T, *its shape in the episode format] (policy.replay.FIELDS)."""
     b, t = batch["reward"].shape
-    for name, trailing in BATCH_FIELDS.items():
-        shape = tuple(batch[name].shape)
-        assert shape[:2] == (b, t) and len(shape) == 2 + trailing, (name, shape, (b, t))
-    assert batch["action"].shape[-1] == cfg.action_dim, ("action", tuple(batch["action"].shape))
-    assert batch["pose"].shape[-1] == cfg.pose_dim, ("pose", tuple(batch["pose"].shape))
+    for name in USED_FIELDS:
+        want = (b, t, *FIELDS[name][1])
+        assert tuple(batch[name].shape) == want, (name, tuple(batch[name].shape), want)
     return b, t
 
 
@@ -161,7 +160,7 @@ class WorldModel(nn.Module):
         """Eq. 1: -ln p(x) - ln p(r) - ln p(c) (+ continuation) + KL balancing with free bits,
         summed over terms and averaged over [B, T]. Returns (loss, per-term means, features)."""
         c = self.cfg
-        batch_shape = check_batch(batch, c)
+        batch_shape = check_batch(batch)
         embed = self.embed(batch["image"], batch["pose"])
         h, z, post, prior = self.observe(embed, batch["action"], batch["is_first"])
         feat = self.feat(h, z)
