@@ -48,6 +48,7 @@ def fingerprint(run: str) -> dict:
     from policy.expansion import PolicyExpansion
     from policy.finetune import SimCollector
     from policy.train import load_agent, set_threads
+    from robot.spaces import EPISODE_STEPS
 
     set_threads()
     out: dict = {}
@@ -66,7 +67,9 @@ def fingerprint(run: str) -> dict:
     torch.manual_seed(0)
     collector = SimCollector("unseen-1", 0)
     try:
-        episode = collector.collect(PolicyExpansion(agent, FinetuneConfig()), 0)
+        episode = collector.collect(
+            PolicyExpansion(agent, FinetuneConfig(horizon=EPISODE_STEPS)), 0
+        )
     finally:
         collector.close()
     out["finetune_episode"] = digest(episode, with_metadata=False)

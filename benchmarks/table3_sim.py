@@ -3,10 +3,11 @@ unseen task, for safe policy expansion (`pex`) and the `direct` ablation, with w
 
     .venv/bin/python benchmarks/table3_sim.py --checkpoint RUN --dataset DATA
         [--tasks unseen-1,unseen-2,unseen-3] [--tests 20] [--finetune-episodes 40]
-        [--updates-per-episode 40] [--seeds 3] [--strategies pex,direct] [--out DIR]
+        [--seeds 3] [--strategies pex,direct] [any FinetuneConfig flag] [--out DIR]
 
-The paper's protocol is 20 tests and 40 finetuning episodes per task; on 2 CPU cores a small
-budget (e.g. --finetune-episodes 10 --updates-per-episode 10 --seeds 1) is what fits an hour.
+The defaults are the paper's protocol (Table3Config: 3 tasks x 3 seeds x 20 tests, 40 finetuning
+episodes of 40 updates) with both strategies; on 2 CPU cores a small budget (e.g.
+--finetune-episodes 10 --updates-per-episode 10 --seeds 1) is what fits an hour.
 Runs are resumable: rerunning with the same --out continues the finetune runs it finds.
 """
 
@@ -24,6 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fosp.config_flags import add_flags, values  # noqa: E402
+from policy.config import FinetuneConfig, Table3Config  # noqa: E402
 from policy.table3 import markdown, run_table3  # noqa: E402
 from policy.train import set_threads  # noqa: E402
 
@@ -32,12 +35,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--dataset", required=True)
-    p.add_argument("--tasks", default="unseen-1,unseen-2,unseen-3")
-    p.add_argument("--tests", type=int, default=20)
-    p.add_argument("--finetune-episodes", type=int, default=40)
-    p.add_argument("--updates-per-episode", type=int, default=40)
-    p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--strategies", default="pex,direct")
+    add_flags(p.add_argument_group("protocol (Table3Config)"), Table3Config)
+    add_flags(p.add_argument_group("finetuning"), FinetuneConfig, skip=("strategy", "seed"))
     p.add_argument("--out", default="out/bench_table3")
     args = p.parse_args()
     set_threads()
@@ -46,17 +45,9 @@ def main() -> int:
         f"{torch.get_num_threads()}, {'CUDA' if torch.cuda.is_available() else 'CPU only'}"
     )
     start = time.perf_counter()
-    _, summary = run_table3(
-        args.checkpoint,
-        args.dataset,
-        args.out,
-        args.tasks.split(","),
-        tests=args.tests,
-        finetune_episodes=args.finetune_episodes,
-        seeds=args.seeds,
-        strategies=tuple(args.strategies.split(",")),
-        updates_per_episode=args.updates_per_episode,
-    )
+    protocol = Table3Config(**{"strategies": "pex,direct", **values(args, Table3Config)})
+    fcfg = FinetuneConfig(**values(args, FinetuneConfig))
+    _, summary = run_table3(args.checkpoint, args.dataset, args.out, protocol, fcfg)
     wall = time.perf_counter() - start
     print()
     print(markdown(summary))

@@ -31,6 +31,8 @@ _CHECKS = {
     ("float", "non_negative"): types.non_negative_float,
     ("float", "unit"): types.unit_interval,
     ("str", None): str,
+    ("str", "task_list"): types.task_list,
+    ("str", "strategy_list"): types.choice_list("pex", "direct"),
 }
 _FIELD = re.compile(r"^\s+(\w+)\s*:\s*[^=#]+(?:=[^#]*)?(?:#\s?(.*))?$")
 
@@ -50,6 +52,22 @@ def field_help(cls: type) -> dict[str, str]:
             helps[match.group(1)] = text.replace("%", "%%")  # argparse formats help with %
         pending = []
     return helps
+
+
+def option(default: Any, **flag: Any) -> Any:
+    """A config field whose flag (or ROS parameter) is checked: `choices=(...)` and/or
+    `check=positive | non_negative | unit | seed | task_list | strategy_list`."""
+    return dataclasses.field(default=default, metadata=flag)
+
+
+def check_choices(config: Any) -> None:
+    """ValueError naming the first field of a config instance outside its `choices` (a config
+    built in code, which no flag parser checked)."""
+    for f in dataclasses.fields(config):
+        allowed = f.metadata.get("choices")
+        value = getattr(config, f.name)
+        if allowed and value not in allowed:
+            raise ValueError(f"{f.name} must be one of {allowed}, not {value!r}")
 
 
 def _kind(f: dataclasses.Field) -> str:

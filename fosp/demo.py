@@ -79,13 +79,17 @@ def run_demo(args: argparse.Namespace) -> int:
             train(dataset_dir, run, resolve("small"), max(done, args.pretrain_steps),
                   resume=done > 0, tensorboard=False)  # fmt: skip
 
+    from policy.config import FinetuneConfig, Table3Config
     from policy.table3 import finetune_dir, markdown, plot_learning_curve, run_table3
 
     task = args.task
+    protocol = Table3Config(
+        tasks=task, tests=args.tests, finetune_episodes=args.finetune_episodes, seeds=1,
+        strategies="pex", eval_seed=args.seed,
+    )  # fmt: skip
+    finetuning = FinetuneConfig(updates_per_episode=args.updates_per_episode)
     rows, summary = run_table3(
-        run, dataset_dir, out, [task], tests=args.tests,
-        finetune_episodes=args.finetune_episodes, seeds=1, strategies=("pex",),
-        updates_per_episode=args.updates_per_episode, eval_seed=args.seed,
+        run, dataset_dir, out, protocol, finetuning,
         stage=lambda text: stage(f"[4/4] Table 3 protocol: {text}"),
     )  # fmt: skip
     before = next(r for r in rows if r.phase == "before")

@@ -7,20 +7,23 @@ Publishes (relative to the node's namespace, /fosp in the launch files):
 - `image_full` sensor_msgs/Image rgb8: the full frame for the operator (~publish_full).
 Stamps are the time the capture thread received the frame.
 
-Private parameters (defaults): ~serial (""), ~width (640), ~height (480), ~fps (30),
-~color_format (rgb8), ~playback ("": a device), ~real_time (true), ~loop (false: play once),
-~crop ([] = whole frame), ~size (64), ~publish_full (false), ~frame_timeout (0.5),
-~warmup_timeout (5.0), ~reset_after (3), ~max_failures (8).
+Private parameters: the fields of `perception.realsense.CameraConfig` (~serial, ~width,
+~height, ~fps, ~playback, ~loop, ~frame_timeout, ...) and of `ImageOutput` (~crop, ~size,
+~publish_full, ~frame_id), with those classes' defaults; a bad value stops the node with one
+line naming the parameter.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 
 import rospy
 from sensor_msgs.msg import Image
 
+from fosp.config_flags import from_params, option
+from fosp.errors import UserError
 from perception import ros_image as rc
 from perception.preprocess import parse_roi, preprocess
 from perception.realsense import (
@@ -32,34 +35,31 @@ from perception.realsense import (
 )
 
 
-def read_config() -> tuple[CameraConfig, dict]:
-    g = lambda name, default: rospy.get_param(f"~{name}", default)  # noqa: E731
-    config = CameraConfig(
-        serial=str(g("serial", "")),
-        width=int(g("width", 640)),
-        height=int(g("height", 480)),
-        fps=int(g("fps", 30)),
-        color_format=str(g("color_format", "rgb8")),
-        playback=str(g("playback", "")),
-        real_time=bool(g("real_time", True)),
-        loop=bool(g("loop", False)),
-        frame_timeout=float(g("frame_timeout", 0.5)),
-        warmup_timeout=float(g("warmup_timeout", 5.0)),
-        reset_after=int(g("reset_after", 3)),
-        max_failures=int(g("max_failures", 8)),
+@dataclass(frozen=True)
+class ImageOutput:
+    """What camera_node publishes from each frame."""
+
+    crop: str = ""  # [x, y, width, height] of the task area in the full frame (empty: all of it)
+    size: int = option(64, check="positive")  # px of the square policy image
+    publish_full: bool = False  # also publish the full frame (the operator's view)
+    frame_id: str = "camera_color_optical_frame"
+
+
+def read_config() -> tuple[CameraConfig, ImageOutput]:
+    """The node's private parameters (unset or "" keeps the default); UserError names a bad one."""
+    get = lambda name: rospy.get_param(f"~{name}", None)  # noqa: E731
+    return CameraConfig(**from_params(CameraConfig, get)), ImageOutput(
+        **from_params(ImageOutput, get)
     )
-    extra = {
-        "crop": g("crop", []),
-        "size": int(g("size", 64)),
-        "publish_full": bool(g("publish_full", False)),
-        "frame_id": str(g("frame_id", "camera_color_optical_frame")),
-    }
-    return config, extra
 
 
 def main(argv: list[str] | None = None) -> int:
     rospy.init_node("camera_node", argv=argv if argv is not None else sys.argv)
-    config, extra = read_config()
+    try:
+        config, out = read_config()
+    except UserError as err:
+        rospy.logfatal("camera_node: %s", err)
+        return 2
     pub = rospy.Publisher(rc.IMAGE, Image, queue_size=2)
     pub_full = rospy.Publisher(rc.IMAGE_FULL, Image, queue_size=1)
     camera = RealSenseCamera(config)
@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     rospy.loginfo(
         "camera_node: %s, crop %s -> %dx%d",
         camera.source,
-        extra["crop"],
-        extra["size"],
-        extra["size"],
+        out.crop,
+        out.size,
+        out.size,
     )
     roi = None
     status = 0
@@ -92,16 +92,14 @@ def main(argv: list[str] | None = None) -> int:
                 rospy.logfatal("camera_node: %s", exc)
                 status = 1
                 break
-            if roi is None and extra["crop"] not in ([], "", None):
-                roi = parse_roi(extra["crop"], frame.image.shape)  # checked on the first frame
+            if roi is None and out.crop:
+                roi = parse_roi(out.crop, frame.image.shape)  # checked on the first frame
             stamp = rospy.Time.now() - rospy.Duration.from_sec(time.monotonic() - frame.received)
             pub.publish(
-                rc.image_to_msg(
-                    preprocess(frame.image, roi, extra["size"]), stamp, extra["frame_id"]
-                )
+                rc.image_to_msg(preprocess(frame.image, roi, out.size), stamp, out.frame_id)
             )
-            if extra["publish_full"] and pub_full.get_num_connections() > 0:
-                pub_full.publish(rc.image_to_msg(frame.image, stamp, extra["frame_id"]))
+            if out.publish_full and pub_full.get_num_connections() > 0:
+                pub_full.publish(rc.image_to_msg(frame.image, stamp, out.frame_id))
     finally:
         camera.disconnect()
     return status

@@ -9,7 +9,14 @@ from pathlib import Path
 from fosp import args as types
 from fosp.config_flags import add_flags, values
 from fosp.errors import UserError
-from policy.config import AgentConfig, FinetuneConfig, ModelConfig, OptimConfig, TrainConfig
+from policy.config import (
+    AgentConfig,
+    FinetuneConfig,
+    ModelConfig,
+    OptimConfig,
+    Table3Config,
+    TrainConfig,
+)
 
 
 def register(sub) -> None:
@@ -49,24 +56,14 @@ def register(sub) -> None:
     ev.add_argument("--seed", type=types.seed, default=10_000)
     ev.add_argument("--sample", action="store_true", help="sample actions (default: the mean)")
     ev.add_argument("--json", help="also write the result as JSON here")
-    t3 = ev.add_argument_group("table3")
-    t3.add_argument(
-        "--tasks",
-        type=types.task_list,
-        default="unseen-1,unseen-2,unseen-3",
-        help="comma separated",
+    t3 = ev.add_argument_group(
+        "table3 protocol (Table3Config, policy/config.py; --seed: the first test)"
     )
-    t3.add_argument(
-        "--tests", type=types.positive_int, default=20, help="test episodes before / after"
-    )
-    t3.add_argument("--finetune-episodes", type=types.positive_int, default=40)
-    t3.add_argument("--seeds", type=types.positive_int, default=3)
-    t3.add_argument(
-        "--strategies", type=types.choice_list("pex", "direct"), default="pex", help="pex,direct"
-    )
-    t3.add_argument("--updates-per-episode", type=types.positive_int, default=40)
+    add_flags(t3, Table3Config, skip=("eval_seed",))
     t3.add_argument("--dataset", help="offline dataset (default: the one the run was trained on)")
     t3.add_argument("--out", default="out/table3", help="table3 output folder")
+    ft3 = ev.add_argument_group("table3 finetuning (FinetuneConfig; strategy and seed per row)")
+    add_flags(ft3, FinetuneConfig, skip=("strategy", "seed"))
     ev.set_defaults(func=_eval)
 
     ft = sub.add_parser(

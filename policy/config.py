@@ -11,10 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-
-def _opt(default: Any, **flag: Any) -> Any:
-    """A field whose command-line flag is checked (fosp/config_flags.py: choices, check)."""
-    return field(default=default, metadata=flag)
+from fosp.config_flags import option as _opt
 
 
 @dataclass(frozen=True)
@@ -224,8 +221,9 @@ class FinetuneConfig:
     # max reward per step (SafeReach: 1 while touching the target)
     r_max: float = _opt(1.0, check="positive")
     c_max: float = _opt(1.0, check="positive")  # max cost per step
-    # T of Q^* = sum_{t=0}^{T} gamma^t r_max (SafeReach episodes: 80 steps)
-    horizon: int = _opt(80, check="positive")
+    # T of Q^* = sum_{t=0}^{T} gamma^t r_max; 0 = the length of the dataset's longest episode
+    # (resolved when a finetuning run starts and written to its finetune.json)
+    horizon: int = _opt(0, check="non_negative")
     linear_phi: bool = True  # eq. 23 with eq. 16's Phi inside the reward branch (as offline)
     # K gradient steps after each online episode
     updates_per_episode: int = _opt(40, check="positive")
@@ -246,4 +244,22 @@ class FinetuneConfig:
     seed: int = _opt(0, check="seed")  # finetuning seed: online layouts, sampling, batches
 
 
-STRATEGIES = ("pex", "direct")
+@dataclass(frozen=True)
+class Table3Config:
+    """FOSP Table 3's protocol in the simulator (policy/table3.py): SR / CV before, during and
+    after finetuning, per unseen task, strategy and finetuning seed."""
+
+    tasks: str = _opt("unseen-1,unseen-2,unseen-3", check="task_list")  # comma separated
+    tests: int = _opt(20, check="positive")  # test episodes before and after finetuning
+    finetune_episodes: int = _opt(40, check="positive")  # online episodes per task and seed
+    seeds: int = _opt(3, check="positive")  # finetuning seeds 0 .. seeds-1
+    strategies: str = _opt("pex", check="strategy_list")  # comma separated: pex,direct
+    eval_seed: int = _opt(10_000, check="seed")  # the first test episode's layout seed
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t for t in self.tasks.split(",") if t]
+
+    @property
+    def strategy_names(self) -> tuple[str, ...]:
+        return tuple(s for s in self.strategies.split(",") if s)

@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fosp.config_flags import check_choices
 from policy import objectives as O
 from policy.agent import FOSPAgent
-from policy.config import STRATEGIES, FinetuneConfig
+from policy.config import FinetuneConfig
 from policy.networks import Actor
 
 OFFLINE, ONLINE = 0, 1  # index of each proposal in the action set of eq. 21
@@ -76,16 +77,9 @@ class PolicyExpansion:
     """The acting and learning side of online finetuning around one `FOSPAgent`."""
 
     def __init__(self, agent: FOSPAgent, cfg: FinetuneConfig):
-        if cfg.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, not {cfg.strategy!r}")
-        for name, value, allowed in (
-            ("init", cfg.init, ("scratch", "copy")),
-            ("actor_weight", cfg.actor_weight, ("awr", "linear")),
-            ("selection", cfg.selection, ("step", "chunk")),
-            ("imagine_with", cfg.imagine_with, ("offline", "new")),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+        check_choices(cfg)
+        if cfg.horizon <= 0:
+            raise ValueError("horizon must be set: the episode length (Finetuner resolves 0)")
         self.agent, self.cfg = agent, cfg
         gamma = agent.cfg.agent.gamma
         self.q_star = return_upper_bound(cfg.r_max, gamma, cfg.horizon)

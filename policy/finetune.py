@@ -170,7 +170,6 @@ class Finetuner:
             raise ValueError(
                 f"--dataset is required: {run} does not record the dataset it was trained on"
             )
-        self.fcfg = fcfg
         self.cfg = ckpt.read_config(run)
         dev = pick_device(device if device != "auto" else self.cfg.train.device)
         seed_everything(fcfg.seed)
@@ -178,8 +177,12 @@ class Finetuner:
         if not resume:
             with ckpt.restoring(Path(run) / ckpt.CHECKPOINT):
                 self.agent.load_full_state(ckpt.load(run, self.cfg, map_location=dev)["agent"])
-        self.expansion = PolicyExpansion(self.agent, fcfg)  # freezes the loaded offline actor
         self.replay = Replay.from_dataset(dataset, self.cfg.train.length, dev, seed=fcfg.seed)
+        if fcfg.horizon == 0:  # Q*'s T: the control steps of the data's longest episode
+            longest = max(len(rows) for rows in self.replay.episode_rows())
+            fcfg = dataclasses.replace(fcfg, horizon=longest - 1)  # row 0: the first observation
+        self.fcfg = fcfg
+        self.expansion = PolicyExpansion(self.agent, fcfg)  # freezes the loaded offline actor
         self.agent.attach(self.replay)
         self.agent.replay_online_from = len(self.replay)  # rows after this are online
         self.agent.online_share = fcfg.online_share

@@ -3,8 +3,9 @@ it (the finetuning episodes themselves, ground truth) and after it, per unseen t
 seed; mean and a 95 % interval across seeds (Student t; one seed: Wilson on the counts).
 
 `fosp eval table3 --checkpoint RUN --dataset DATA --tasks unseen-1,unseen-2,unseen-3 --tests 20
---finetune-episodes 40 --seeds 3 [--strategies pex,direct] --out DIR` writes table3.md,
-table3.csv (one row per seed and phase), table3_summary.csv and table3.png.
+--finetune-episodes 40 --seeds 3 [--strategies pex,direct] [any FinetuneConfig flag] --out DIR`
+(flags: `Table3Config` and `FinetuneConfig`) writes table3.md, table3.csv (one row per seed and
+phase), table3_summary.csv and table3.png.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from policy.config import FinetuneConfig
+from policy.config import FinetuneConfig, Table3Config
 from policy.evaluate import EvalResult, Rates, evaluate, wilson
 from policy.expansion import PolicyExpansion
 
@@ -191,20 +192,14 @@ def run_table3(
     checkpoint: str | Path,
     dataset: str | Path,
     out: str | Path,
-    tasks: list[str],
-    tests: int = 20,
-    finetune_episodes: int = 40,
-    seeds: int = 3,
-    strategies: tuple[str, ...] = ("pex",),
-    updates_per_episode: int = 40,
+    protocol: Table3Config,
     fcfg: FinetuneConfig | None = None,
-    eval_seed: int = 10_000,
     log: Callable[[str], None] = print,
     stage: Callable[[str], None] | None = None,
 ) -> tuple[list[Row], list[dict]]:
     """The whole protocol; finetune runs land in `finetune_dir(out, strategy, seed, task)`
-    (resumable). `stage(text)` announces each phase (default: `log`); `fosp demo` runs this
-    with one task, one seed and PEX."""
+    (resumable), each with `fcfg` (its strategy and seed set per row). `stage(text)` announces
+    each phase (default: `log`); `fosp demo` runs this with one task, one seed and PEX."""
     stage = stage or log
     from policy.finetune import Finetuner, SimCollector
     from policy.train import load_agent
@@ -212,9 +207,11 @@ def run_table3(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     base = fcfg or FinetuneConfig()
+    tests, eval_seed, seeds = protocol.tests, protocol.eval_seed, protocol.seeds
+    finetune_episodes, strategies = protocol.finetune_episodes, protocol.strategy_names
     rows: list[Row] = []
     offline = load_agent(checkpoint)
-    for task in tasks:
+    for task in protocol.task_names:
         stage(f"before finetuning: {tests} tests of the offline policy on {task}")
         start = time.perf_counter()
         before = evaluate(offline, task, tests, eval_seed)  # the offline policy: same for all
@@ -225,13 +222,11 @@ def run_table3(
                 # one shared evaluation: its time is split over the rows that reuse it
                 share = t_before / (len(strategies) * seeds)
                 rows.append(_eval_row(before, strategy, seed, "before", share))
-                cfg = dataclasses.replace(
-                    base, strategy=strategy, seed=seed, updates_per_episode=updates_per_episode
-                )
+                cfg = dataclasses.replace(base, strategy=strategy, seed=seed)
                 run_dir = finetune_dir(out, strategy, seed, task)
                 stage(
                     f"finetuning ({strategy}, seed {seed}): {finetune_episodes} episodes on "
-                    f"{task}, {updates_per_episode} updates each -> {run_dir}"
+                    f"{task}, {cfg.updates_per_episode} updates each -> {run_dir}"
                 )
                 start = time.perf_counter()
                 tuner = Finetuner(checkpoint, run_dir, task, cfg, dataset, log=log)
@@ -282,6 +277,7 @@ def table3_cli(args, run: Path) -> int:
     """`fosp eval table3 ...` (arguments from policy/cli.py)."""
     import sys
 
+    from fosp.config_flags import values
     from policy.checkpoint import CheckpointError, trained_on
     from policy.replay import ReplayError
 
@@ -293,20 +289,10 @@ def table3_cli(args, run: Path) -> int:
             file=sys.stderr,
         )
         return 2
-    strategies = tuple(s for s in args.strategies.split(",") if s)
+    protocol = Table3Config(**values(args, Table3Config), eval_seed=args.seed)
+    fcfg = FinetuneConfig(**values(args, FinetuneConfig))
     try:
-        _, summary = run_table3(
-            run,
-            args.dataset,
-            args.out,
-            [t for t in args.tasks.split(",") if t],
-            tests=args.tests,
-            finetune_episodes=args.finetune_episodes,
-            seeds=args.seeds,
-            strategies=strategies,
-            updates_per_episode=args.updates_per_episode,
-            eval_seed=args.seed,
-        )
+        _, summary = run_table3(run, args.dataset, args.out, protocol, fcfg)
     except (CheckpointError, ReplayError, ValueError) as err:
         print(f"fosp eval table3: error: {err}", file=sys.stderr)
         return 2

@@ -13,17 +13,16 @@ and is unit-tested without ROS:
 - the controller's outputs go to `commanded_pose`, `pose` / `image` / `image_full` / `labels`
   (sim), `events`, `status` and rospy's log.
 
-Private parameters (defaults): ~backend (sim), ~task (train), ~control_hz (10),
-~watchdog_timeout (0.2), ~tick (0.01), ~seed (none), ~full_image_size (0 = off),
-~controller (cartesian_impedance_example_controller), ~state_topic, ~recovery_action,
-~auto_recover (true), ~home_timeout (20).
+Private parameters: the fields of `ArmNodeParams` (~backend, ~task, ~seed, ~control_hz, ...),
+each defaulting to the value of the config it feeds (ControllerConfig, SafetyConfig, the franka
+names in ros_contract); a bad value stops the node with one line naming the parameter.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import Trigger, TriggerResponse
 
+from fosp.config_flags import from_params, option
+from fosp.errors import UserError
 from robot import ros_contract as rc
 from robot.arm_controller import Answer, ArmController, ControllerConfig, SimFrame
 from robot.backends import ArmBackend, make_backend
@@ -62,7 +63,7 @@ def _take_layout_seed() -> int | None:
 class ArmNode:
     """Topics and services around one ArmController; also its `ArmOutputs`."""
 
-    def __init__(self, backend: ArmBackend, safety: SafetyFilter, params: dict[str, Any]):
+    def __init__(self, backend: ArmBackend, safety: SafetyFilter, params: ArmNodeParams):
         self.params = params
         self.pub_pose = rospy.Publisher(rc.POSE, PoseStamped, queue_size=10)
         self.pub_commanded = rospy.Publisher(rc.COMMANDED_POSE, PoseStamped, queue_size=10)
@@ -73,11 +74,11 @@ class ArmNode:
             self.pub_full = rospy.Publisher(rc.IMAGE_FULL, Image, queue_size=1)
             self.pub_labels = rospy.Publisher(rc.LABELS, String, queue_size=10)
         config = ControllerConfig(
-            control_hz=float(params["control_hz"]),
-            tick=float(params["tick"]),
-            home_timeout=float(params["home_timeout"]),
-            auto_recover=bool(params["auto_recover"]),
-            full_image_size=int(params["full_image_size"]),
+            control_hz=params.control_hz,
+            tick=params.tick,
+            home_timeout=params.home_timeout,
+            auto_recover=params.auto_recover,
+            full_image_size=params.full_image_size,
             release_service=rospy.resolve_name(rc.RELEASE),
             reset_service=rospy.resolve_name(rc.RESET),
             action_topic=rospy.resolve_name(rc.ACTION),
@@ -146,57 +147,62 @@ class ArmNode:
         _LOG[level](message)
 
 
-def read_params() -> dict[str, Any]:
-    defaults = {
-        "backend": "sim",
-        "task": "train",
-        "control_hz": 10.0,
-        "watchdog_timeout": 0.2,
-        "tick": 0.01,
-        "seed": -1,
-        "full_image_size": 0,
-        "controller": "cartesian_impedance_example_controller",
-        "state_topic": "/franka_state_controller/franka_states",
-        "recovery_action": "/franka_control/error_recovery",
-        "auto_recover": True,
-        "home_timeout": 20.0,
-        "state_timeout": 10.0,
-    }
-    return {k: rospy.get_param(f"~{k}", v) for k, v in defaults.items()}
+@dataclass(frozen=True)
+class ArmNodeParams:
+    """arm_node's private parameters; defaults are those of the configs they feed."""
+
+    backend: str = option("sim", choices=("sim", "franka"))
+    task: str = "train"  # sim: the task whose layouts the simulated world draws
+    seed: int = -1  # sim: the layouts' seed (-1: a fresh one)
+    control_hz: float = option(ControllerConfig.control_hz, check="positive")
+    watchdog_timeout: float = option(SafetyConfig.watchdog_timeout, check="positive")
+    tick: float = option(ControllerConfig.tick, check="positive")  # s between idle loop passes
+    home_timeout: float = option(ControllerConfig.home_timeout, check="positive")  # s per walk home
+    auto_recover: bool = ControllerConfig.auto_recover  # recover from a reflex or error at once
+    full_image_size: int = option(ControllerConfig.full_image_size, check="non_negative")
+    controller: str = rc.FRANKA_CONTROLLER  # franka: the controller taking equilibrium poses
+    state_topic: str = rc.FRANKA_STATE_TOPIC  # franka: franka_msgs/FrankaState
+    recovery_action: str = rc.FRANKA_RECOVERY_ACTION  # franka: the error-recovery action
+    state_timeout: float = option(10.0, check="positive")  # franka: s to wait for a first state
 
 
-def build(params: dict[str, Any], node: list) -> tuple[ArmBackend, SafetyFilter]:
-    limits = ControlLimits(step=replace(StepLimits(), control_hz=float(params["control_hz"])))
+def read_params() -> ArmNodeParams:
+    """The node's private parameters (unset or "" keeps the default); UserError names a bad one."""
+    return ArmNodeParams(**from_params(ArmNodeParams, lambda k: rospy.get_param(f"~{k}", None)))
+
+
+def build(params: ArmNodeParams, node: list) -> tuple[ArmBackend, SafetyFilter]:
+    limits = ControlLimits(step=replace(StepLimits(), control_hz=params.control_hz))
     safety = SafetyFilter(
         SafetyConfig(
             limits=limits,
-            watchdog_timeout=float(params["watchdog_timeout"]),
+            watchdog_timeout=params.watchdog_timeout,
             # franka_ros follows every message at once: the motion is limited per control
             # period; in sim one message is one period of physics (docs/ros.md)
-            rate_limit=params["backend"] != "sim",
+            rate_limit=params.backend != "sim",
         )
     )
-    if params["backend"] == "sim":
+    if params.backend == "sim":
         from robot.sim.world import SimConfig
 
-        seed = int(params["seed"])
+        seed = params.seed
         backend = make_backend(
             "sim",
-            task=str(params["task"]),
+            task=params.task,
             config=SimConfig(limits=limits),
             seed=None if seed < 0 else seed,
         )
     else:
         backend = make_backend(
             "franka",
-            controller=str(params["controller"]),
-            state_topic=str(params["state_topic"]),
-            recovery_action=str(params["recovery_action"]),
+            controller=params.controller,
+            state_topic=params.state_topic,
+            recovery_action=params.recovery_action,
             on_state=lambda pose, stamp: (
                 node[0].pub_pose.publish(rc.pose6_to_msg(pose, stamp)) if node else None
             ),
         )
-        backend.wait_for_state(float(params["state_timeout"]))
+        backend.wait_for_state(params.state_timeout)
     return backend, safety
 
 
@@ -205,7 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     # thread waiting for the GIL for the default 5 ms per switch
     sys.setswitchinterval(0.0005)
     rospy.init_node("arm_node", argv=argv if argv is not None else sys.argv)
-    params = read_params()
+    try:
+        params = read_params()
+    except UserError as err:
+        rospy.logfatal("arm_node: %s", err)
+        return 2
     node: list[ArmNode] = []  # filled below; the franka state callback publishes through it
     backend, safety = build(params, node)
     arm = ArmNode(backend, safety, params)
@@ -213,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     rospy.loginfo(
         "arm_node: backend=%s control_hz=%s watchdog=%ss in namespace %s",
         backend.name,
-        params["control_hz"],
-        params["watchdog_timeout"],
+        params.control_hz,
+        params.watchdog_timeout,
         rospy.get_namespace(),
     )
     loop = threading.Thread(target=arm.run, name="arm_node_loop", daemon=True)

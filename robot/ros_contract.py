@@ -43,11 +43,16 @@ LABELS, EVENTS, STATUS = "labels", "events", "status"
 RESET, ESTOP, HOLD, RELEASE = "reset", "estop", "hold", "release_estop"
 RESET_LAYOUT_SEED = "reset_layout_seed"
 BASE_FRAME = "panda_link0"
+# franka_ros as a lab runs it (the franka backend's defaults and arm_node's parameters)
+FRANKA_CONTROLLER = "cartesian_impedance_example_controller"
+FRANKA_STATE_TOPIC = "/franka_state_controller/franka_states"
+FRANKA_RECOVERY_ACTION = "/franka_control/error_recovery"
 
 
 # the image conversions live in perception (cameras know nothing of the arm); re-exported here
 __all__ = [
-    "ACTION", "BASE_FRAME", "COMMANDED_POSE", "ESTOP", "EVENTS", "HOLD", "IMAGE", "IMAGE_FULL",
+    "ACTION", "BASE_FRAME", "COMMANDED_POSE", "ESTOP", "EVENTS", "FRANKA_CONTROLLER",
+    "FRANKA_RECOVERY_ACTION", "FRANKA_STATE_TOPIC", "HOLD", "IMAGE", "IMAGE_FULL",
     "LABELS", "NAMESPACE", "POSE", "RELEASE", "RESET", "RESET_LAYOUT_SEED", "STATUS",
     "action_to_msg",
     "image_to_msg", "json_msg", "matrix_to_pose6", "msg_json", "msg_to_image", "msg_to_pose6",

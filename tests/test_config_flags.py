@@ -73,3 +73,32 @@ def test_train_flags_override_the_preset_field_by_field():
     assert cfg.train.batch == 4 and cfg.optim.lr_model == 1e-3
     assert cfg.agent.settle_steps == small.agent.settle_steps  # unset: the preset's
     assert cfg.model == small.model and cfg.train.length == small.train.length
+
+
+def test_node_parameters_default_to_the_configs_they_feed_and_bad_ones_name_themselves():
+    from perception.camera_node import ImageOutput
+    from perception.realsense import CameraConfig
+    from robot.arm_controller import ControllerConfig
+    from robot.arm_node import ArmNodeParams
+    from robot.safety import SafetyConfig
+
+    params = ArmNodeParams(**from_params(ArmNodeParams, {}.get))
+    controller = ControllerConfig()
+    for name in ("control_hz", "tick", "home_timeout", "auto_recover", "full_image_size"):
+        assert getattr(params, name) == getattr(controller, name), name
+    assert params.watchdog_timeout == SafetyConfig().watchdog_timeout
+    launched = {"backend": "franka", "seed": -1, "control_hz": 20, "auto_recover": "false"}
+    params = ArmNodeParams(**from_params(ArmNodeParams, launched.get))
+    assert (params.backend, params.seed, params.control_hz, params.auto_recover) == (
+        "franka", -1, 20.0, False,
+    )  # fmt: skip
+    for bad in ({"backend": "ur5"}, {"control_hz": 0}, {"watchdog_timeout": "soon"}):
+        with pytest.raises(UserError, match=f"~{next(iter(bad))}: "):
+            from_params(ArmNodeParams, bad.get)
+    # camera_node: a rosparam list and an empty launch arg both reach parse_roi as text
+    given = {"crop": [160, 60, 320, 320], "width": 848, "loop": True, "size": ""}
+    assert CameraConfig(**from_params(CameraConfig, given.get)).width == 848
+    out = ImageOutput(**from_params(ImageOutput, given.get))
+    assert (out.crop, out.size) == ("[160, 60, 320, 320]", 64)
+    with pytest.raises(UserError, match="~fps: "):
+        from_params(CameraConfig, {"fps": "thirty"}.get)

@@ -22,7 +22,15 @@ import rospy
 from geometry_msgs.msg import PoseStamped
 
 from robot.backends.base import BackendEvent, RobotMode
-from robot.ros_contract import BASE_FRAME, matrix_to_pose6, pose6_to_matrix, pose6_to_msg
+from robot.ros_contract import (
+    BASE_FRAME,
+    FRANKA_CONTROLLER,
+    FRANKA_RECOVERY_ACTION,
+    FRANKA_STATE_TOPIC,
+    matrix_to_pose6,
+    pose6_to_matrix,
+    pose6_to_msg,
+)
 
 
 def o_t_ee_to_pose6(o_t_ee: Any) -> np.ndarray:
@@ -47,9 +55,9 @@ class FrankaBackend:
 
     def __init__(
         self,
-        controller: str = "cartesian_impedance_example_controller",
-        state_topic: str = "/franka_state_controller/franka_states",
-        recovery_action: str = "/franka_control/error_recovery",
+        controller: str = FRANKA_CONTROLLER,
+        state_topic: str = FRANKA_STATE_TOPIC,
+        recovery_action: str = FRANKA_RECOVERY_ACTION,
         recovery_timeout: float = 10.0,
         on_state: Callable[[np.ndarray, Any], None] | None = None,
     ):

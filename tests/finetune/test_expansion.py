@@ -24,6 +24,7 @@ from policy.expansion import (
 )
 from policy.finetune import finetune_sim
 from policy.train import load_agent
+from robot.spaces import EPISODE_STEPS
 
 
 def test_upper_bounds_are_discounted_sums():
@@ -133,7 +134,9 @@ def test_chunk_selection_spreads_when_one_actor_is_clearly_worse(monkeypatch):
     over its own) from the current latent decides; a clearly worse actor is rarely chosen, and
     the choice holds for `chunk` steps."""
     agent = FOSPAgent(resolve("tiny"))
-    fc = FinetuneConfig(inv_temperature=10.0, seed=1, selection="chunk", chunk=5, rollouts=4)
+    fc = FinetuneConfig(
+        inv_temperature=10.0, seed=1, selection="chunk", chunk=5, rollouts=4, horizon=EPISODE_STEPS
+    )
     pex = PolicyExpansion(agent, fc)
     offline, online = FixedActor([0.8] * 6), FixedActor([-0.8] * 6)
     pex.frozen, agent.actor = offline, online
@@ -193,7 +196,7 @@ def test_frozen_policy_stays_bit_for_bit_and_the_rest_learns(pretrained, offline
 
 def test_scratch_init_is_a_new_network(pretrained):
     agent = load_agent(pretrained)
-    pex = PolicyExpansion(agent, FinetuneConfig(init="scratch"))
+    pex = PolicyExpansion(agent, FinetuneConfig(init="scratch", horizon=EPISODE_STEPS))
     offline_w = next(iter(pex.frozen.state_dict().values()))
     new_w = next(iter(agent.actor.state_dict().values()))
     assert not torch.equal(offline_w, new_w)

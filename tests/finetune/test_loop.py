@@ -12,7 +12,7 @@ from data_collection.rollout import delayed_labels
 from fosp.cli import main
 from policy import checkpoint as ckpt
 from policy.config import FinetuneConfig
-from policy.finetune import LOG, Finetuner, SimCollector, online_files
+from policy.finetune import FINETUNE_JSON, LOG, Finetuner, SimCollector, online_files
 
 
 class Crash(RuntimeError):
@@ -42,6 +42,10 @@ def test_resume_after_a_crash_loses_and_duplicates_nothing(pretrained, offline_d
     # resume: a new process would do exactly this (no --dataset needed, it is recorded)
     resumed = Finetuner(pretrained, out, "unseen-1", FinetuneConfig(), None, log=None)
     assert resumed.fcfg.updates_per_episode == k  # the run's own settings, not the new ones
+    # Q*'s T came from the dataset's episodes (horizon 0 = resolve) and was recorded as such
+    steps = len(resumed.replay.episode_rows()[0]) - 1  # rows: the first observation + 80 steps
+    assert tuner.fcfg.horizon == resumed.fcfg.horizon == steps == 80
+    assert json.loads((out / FINETUNE_JSON).read_text())["finetune"]["horizon"] == 80
     assert resumed.replay.num_episodes == 8 + 2  # offline + both online files on disk
     collector = SimCollector("unseen-1", fc.seed)
     reports = resumed.run(collector, 3)
