@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from data_collection.teleop.mapping import PLACEMENTS, MappingConfig
 from fosp import args as types
+from fosp.config_flags import add_flags, values
 from fosp.errors import UserError
 from robot.workspace import CONTROL_HZ
 
@@ -114,22 +116,7 @@ def _register_collect(sub) -> None:
         default="facing",
         help="where the operator is: facing = across the table facing the arm (default)",
     )
-    m.add_argument(
-        "--yaw-deg",
-        type=types.finite_float,
-        default=None,
-        help="device frame yaw in the base frame",
-    )
-    m.add_argument("--deadzone", type=types.unit_interval, default=0.1, help="in [0, 1)")
-    m.add_argument("--gain", type=types.positive_float, default=1.0, help="translation gain")
-    m.add_argument("--rotation-gain", type=types.non_negative_float, default=0.5)
-    m.add_argument("--lock-rotation", action="store_true", help="command translations only")
-    m.add_argument(
-        "--smoothing",
-        type=types.unit_interval,
-        default=0.3,
-        help="in [0, 1): 0 none, towards 1 heavier",
-    )
+    add_flags(m, MappingConfig)
     m.add_argument(
         "--spacemouse-device", default=None, help="pyspacemouse name, e.g. SpaceMouseCompact"
     )
@@ -296,22 +283,16 @@ def _collect_teleop(args: argparse.Namespace) -> int:
     from data_collection.dataset import Dataset
     from data_collection.recorder import CollectConfig, Recorder, make_teleop
     from data_collection.teleop.base import RealClock, TeleopError
-    from data_collection.teleop.mapping import PLACEMENTS
     from data_collection.teleop.window import CvWindow, WindowError
 
     dataset = Dataset(_output_dataset(args.out))
-    yaw = PLACEMENTS[args.placement] if args.yaw_deg is None else args.yaw_deg
+    mapping = {"yaw_deg": PLACEMENTS[args.placement], **values(args, MappingConfig)}
     clock = RealClock()  # one clock for the teleop and the recorder (tests swap in a fake)
     try:
         teleop = make_teleop(
             args.teleop,
             clock,
-            yaw_deg=yaw,
-            deadzone=args.deadzone,
-            translation_gain=args.gain,
-            rotation_gain=args.rotation_gain,
-            lock_rotation=args.lock_rotation,
-            smoothing=args.smoothing,
+            **mapping,
             device=args.spacemouse_device,
             path=args.spacemouse_path,
             cost_button=args.cost_button,

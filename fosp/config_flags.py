@@ -56,7 +56,8 @@ def field_help(cls: type) -> dict[str, str]:
 
 def option(default: Any, **flag: Any) -> Any:
     """A config field whose flag (or ROS parameter) is checked: `choices=(...)` and/or
-    `check=positive | non_negative | unit | seed | task_list | strategy_list`."""
+    `check=positive | non_negative | unit | seed | task_list | strategy_list`; `shown_default`:
+    the default as the help text says it (when another flag sets it)."""
     return dataclasses.field(default=default, metadata=flag)
 
 
@@ -101,7 +102,7 @@ def add_flags(
             continue
         text = helps.get(f.name, "")
         if show_defaults and f.default is not dataclasses.MISSING:
-            text = f"{text} (default: {f.default})".strip()
+            text = f"{text} (default: {f.metadata.get('shown_default', f.default)})".strip()
         dest = _dest(prefix, f.name)
         if _kind(f) == "bool":
             parser.add_argument(

@@ -208,7 +208,7 @@ CASES = [
     ("collect-control-hz-0", TELEOP + " --control-hz 0", "--control-hz"),
     ("collect-smoothing", TELEOP + " --smoothing 1.5", "--smoothing"),
     ("collect-deadzone", TELEOP + " --deadzone -0.1", "--deadzone"),
-    ("collect-gain-0", TELEOP + " --gain 0", "--gain"),
+    ("collect-gain-0", TELEOP + " --translation-gain 0", "--translation-gain"),
     ("collect-out-file", TELEOP.replace("{new}", "{root}/afile"), "is a file"),
     ("collect-out-bad-dataset", TELEOP.replace("{new}", "{root}/baddata"), "layout_seed"),
     # fosp demo

@@ -25,18 +25,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fosp.config_flags import option
+
 PLACEMENTS = {"facing": 90.0, "behind": -90.0, "base": 0.0}
 AXES = ("x", "y", "z", "roll", "pitch", "yaw")
 
 
 @dataclass(frozen=True)
 class MappingConfig:
-    yaw_deg: float = PLACEMENTS["facing"]
-    deadzone: float = 0.1  # per device axis, of full scale; the rest is rescaled to [0, 1]
-    translation_gain: float = 1.0  # full deflection -> this fraction of the max step
-    rotation_gain: float = 0.5
-    lock_rotation: bool = False  # SafeReach needs no rotation: a twitchy wrist only hurts
-    smoothing: float = 0.3  # weight of the previous command per control step (0: none)
+    """Device -> action mapping; its fields are `fosp collect`'s teleop flags."""
+
+    # the device frame's yaw in the base frame, degrees
+    yaw_deg: float = option(PLACEMENTS["facing"], shown_default="--placement's")
+    # per device axis, of full scale; the rest is rescaled to [0, 1]
+    deadzone: float = option(0.1, check="unit")
+    # full deflection -> this fraction of the max step
+    translation_gain: float = option(1.0, check="positive")
+    rotation_gain: float = option(0.5, check="non_negative")  # as translation_gain, for rotations
+    lock_rotation: bool = False  # command translations only (SafeReach needs no rotation)
+    # weight of the previous command per control step, in [0, 1) (0: none)
+    smoothing: float = option(0.3, check="unit")
 
     def __post_init__(self):
         if not 0.0 <= self.deadzone < 1.0:

@@ -195,29 +195,16 @@ def build_scene_xml(task: TaskSpec, workspace: Workspace | None = None) -> str:
         fovy="40",
         xyaxes=_look_at_xyaxes(OVERVIEW_POS, OVERVIEW_LOOKAT),
     )
+    # the static world: in the collision groups of the world (touched by the arm)
+    static = {"contype": str(WORLD_CONTYPE), "conaffinity": str(WORLD_CONAFFINITY)}
     ET.SubElement(
-        world,
-        "geom",
-        name="floor",
-        type="plane",
-        size="3 3 0.1",
-        pos="0 0 -0.75",
-        rgba="0.45 0.45 0.48 1",
-        contype=str(WORLD_CONTYPE),
-        conaffinity=str(WORLD_CONAFFINITY),
-    )
+        world, "geom", name="floor", type="plane", size="3 3 0.1", pos="0 0 -0.75",
+        rgba="0.45 0.45 0.48 1", **static,
+    )  # fmt: skip
     ET.SubElement(
-        world,
-        "geom",
-        name="table",
-        type="box",
-        size="0.55 0.6 0.02",
-        pos="0.4 0 -0.02",
-        rgba="0.62 0.55 0.46 1",
-        friction="0.5 0.005 0.0001",
-        contype=str(WORLD_CONTYPE),
-        conaffinity=str(WORLD_CONAFFINITY),
-    )
+        world, "geom", name="table", type="box", size="0.55 0.6 0.02", pos="0.4 0 -0.02",
+        rgba="0.62 0.55 0.46 1", friction="0.5 0.005 0.0001", **static,
+    )  # fmt: skip
     _task_area_lines(world, workspace)
 
     target = ET.SubElement(world, "body", name="target", mocap="true")

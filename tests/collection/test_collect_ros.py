@@ -63,17 +63,18 @@ def ros_robot(tmp_path_factory):
         procs.stop_all()
 
 
+def _run_collector(script: str, out, env) -> subprocess.CompletedProcess:
+    """`fosp collect` in a child process, its UI scripted by `script`."""
+    code = script.format(here=str(HERE), out=str(out))
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=150
+    )
+
+
 def test_collect_over_ros(ros_robot, tmp_path):
     env, _ = ros_robot
     out = tmp_path / "ds"
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD.format(here=str(HERE), out=str(out))],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=150,
-    )
+    child = _run_collector(CHILD, out, env)
     assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-3000:]
     # 3 recordings (keep, discard, keep), plus one re-record per take the collector dropped
     # for a stale observation (it happens on a loaded machine: the dropped take leaves nothing)
@@ -149,14 +150,7 @@ def test_collect_over_ros_estop_stops_marks_and_waits_for_the_release(ros_robot,
     it, then records the layout again."""
     env, _ = ros_robot
     out = tmp_path / "ds_estop"
-    child = subprocess.run(
-        [sys.executable, "-c", CHILD_ESTOP.format(here=str(HERE), out=str(out))],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=150,
-    )
+    child = _run_collector(CHILD_ESTOP, out, env)
     text = child.stdout[-3000:] + child.stderr[-3000:]
     assert child.returncode == 0, text
     assert "ESTOP True" in child.stdout and "LATCHED True" in child.stdout, text
