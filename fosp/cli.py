@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from fosp import args as types
+from fosp.config_flags import add_flags
+from fosp.demo import DemoConfig
 from fosp.errors import UserError
 
 # Error types of other packages that mean a user mistake: (module, class). Looked up only in
@@ -29,23 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     policy_cli.register(sub)
     demo = sub.add_parser("demo", help="the end-to-end job of `make demo`")
     demo.add_argument("--out", default="out/demo", help="output folder")
-    demo.add_argument(
-        "--episodes", type=types.positive_int, default=200, help="paper-mix dataset size"
-    )
     demo.add_argument("--dataset", help="reuse this dataset folder (skips collection)")
     demo.add_argument("--checkpoint", help="reuse this pretrained run (skips pretraining)")
-    demo.add_argument(
-        "--pretrain-steps", type=types.positive_int, default=500, help="small preset steps"
-    )
-    demo.add_argument(
-        "--task", type=types.task, default="unseen-1", help="unseen task to finetune on"
-    )
-    demo.add_argument(
-        "--tests", type=types.positive_int, default=20, help="test episodes before / after"
-    )
-    demo.add_argument("--finetune-episodes", type=types.positive_int, default=10)
-    demo.add_argument("--updates-per-episode", type=types.positive_int, default=20)
-    demo.add_argument("--seed", type=types.seed, default=10_000, help="first test episode's seed")
+    add_flags(demo.add_argument_group("budget (DemoConfig, fosp/demo.py)"), DemoConfig)
     demo.set_defaults(func=_demo)
     return parser
 

@@ -31,6 +31,7 @@ _CHECKS = {
     ("float", "non_negative"): types.non_negative_float,
     ("float", "unit"): types.unit_interval,
     ("str", None): str,
+    ("str", "task"): types.task,
     ("str", "task_list"): types.task_list,
     ("str", "strategy_list"): types.choice_list("pex", "direct"),
 }
@@ -55,8 +56,8 @@ def field_help(cls: type) -> dict[str, str]:
 
 
 def option(default: Any, **flag: Any) -> Any:
-    """A config field whose flag (or ROS parameter) is checked: `choices=(...)` and/or
-    `check=positive | non_negative | unit | seed | task_list | strategy_list`; `shown_default`:
+    """A config field whose flag (or ROS parameter) is checked: `choices=(...)` and/or `check=`
+    positive | non_negative | unit | seed | task | task_list | strategy_list; `shown_default`:
     the default as the help text says it (when another flag sets it)."""
     return dataclasses.field(default=default, metadata=flag)
 

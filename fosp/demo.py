@@ -19,12 +19,27 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fosp.config_flags import option, values
 from fosp.errors import UserError
 from fosp.files import mkdir
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """`fosp demo`'s budget: sized for <= 20 min on 2 CPU cores."""
+
+    episodes: int = option(200, check="positive")  # paper-mix dataset size
+    pretrain_steps: int = option(500, check="positive")  # small preset steps
+    task: str = option("unseen-1", check="task")  # unseen task to finetune on
+    tests: int = option(20, check="positive")  # test episodes before / after
+    finetune_episodes: int = option(10, check="positive")  # online episodes of PEX
+    updates_per_episode: int = option(20, check="positive")  # gradient steps per online episode
+    seed: int = option(10_000, check="seed")  # the first test episode's layout seed
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -33,6 +48,7 @@ def run_demo(args: argparse.Namespace) -> int:
     set_threads()
     out = Path(args.out)
     check_demo_args(args)
+    cfg = DemoConfig(**values(args, DemoConfig))
     mkdir(out)
     start = time.perf_counter()
     stage_t = start
@@ -48,13 +64,13 @@ def run_demo(args: argparse.Namespace) -> int:
     write_scene_grid(out / "scenes.png")
 
     dataset_dir = Path(args.dataset) if args.dataset else out / "dataset"
-    stage(f"[2/4] paper-mix dataset ({args.episodes} episodes) -> {dataset_dir}")
+    stage(f"[2/4] paper-mix dataset ({cfg.episodes} episodes) -> {dataset_dir}")
     from data_collection.dataset import Dataset
     from data_collection.scripted import collect_mix
     from data_collection.stats import format_stats, plot_returns
 
     if not args.dataset:  # resumes: episodes already there count towards the mix
-        collect_mix(str(dataset_dir), task="train", episodes=args.episodes)
+        collect_mix(str(dataset_dir), task="train", episodes=cfg.episodes)
     dataset = Dataset(dataset_dir)
     summaries, _ = dataset.index()
     print(format_stats(summaries))
@@ -65,7 +81,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.checkpoint:
         stage(f"[3/4] reusing the pretrained run {run}")
     else:
-        stage(f"[3/4] offline pretraining, small preset, {args.pretrain_steps} steps -> {run}")
+        stage(f"[3/4] offline pretraining, small preset, {cfg.pretrain_steps} steps -> {run}")
         from policy import checkpoint as ckpt
         from policy.config import resolve
         from policy.train import load_agent, train
@@ -75,19 +91,19 @@ def run_demo(args: argparse.Namespace) -> int:
             previous = load_agent(run)
             done = previous.step_count
             settled = previous.cfg.agent.settle_steps == 0 or previous.settled_at == done
-        if done < args.pretrain_steps or not settled:  # a crash before settling resumes there
-            train(dataset_dir, run, resolve("small"), max(done, args.pretrain_steps),
+        if done < cfg.pretrain_steps or not settled:  # a crash before settling resumes there
+            train(dataset_dir, run, resolve("small"), max(done, cfg.pretrain_steps),
                   resume=done > 0, tensorboard=False)  # fmt: skip
 
     from policy.config import FinetuneConfig, Table3Config
     from policy.table3 import finetune_dir, markdown, plot_learning_curve, run_table3
 
-    task = args.task
+    task = cfg.task
     protocol = Table3Config(
-        tasks=task, tests=args.tests, finetune_episodes=args.finetune_episodes, seeds=1,
-        strategies="pex", eval_seed=args.seed,
+        tasks=task, tests=cfg.tests, finetune_episodes=cfg.finetune_episodes, seeds=1,
+        strategies="pex", eval_seed=cfg.seed,
     )  # fmt: skip
-    finetuning = FinetuneConfig(updates_per_episode=args.updates_per_episode)
+    finetuning = FinetuneConfig(updates_per_episode=cfg.updates_per_episode)
     rows, summary = run_table3(
         run, dataset_dir, out, protocol, finetuning,
         stage=lambda text: stage(f"[4/4] Table 3 protocol: {text}"),
