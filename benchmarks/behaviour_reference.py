@@ -56,8 +56,9 @@ def fingerprint(run: str) -> dict:
     try:
         collect_mix(folder, "train", 6, seed=3, progress=False)
         h = hashlib.sha256()
-        for path in Dataset(folder).episode_paths():
-            h.update(digest(read_episode(path)).encode())
+        # as a set: file names sort by their random id where two episodes share a timestamp
+        for one in sorted(digest(read_episode(p)) for p in Dataset(folder).episode_paths()):
+            h.update(one.encode())
         out["collect"] = h.hexdigest()[:16]
     finally:
         shutil.rmtree(folder)
