@@ -27,6 +27,7 @@ import numpy as np
 from fosp.config_flags import option, values
 from fosp.errors import UserError
 from fosp.files import mkdir
+from robot.task_spec import TEST_LAYOUT_SEED
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class DemoConfig:
     tests: int = option(20, check="positive")  # test episodes before / after
     finetune_episodes: int = option(10, check="positive")  # online episodes of PEX
     updates_per_episode: int = option(20, check="positive")  # gradient steps per online episode
-    seed: int = option(10_000, check="seed")  # the first test episode's layout seed
+    seed: int = option(TEST_LAYOUT_SEED, check="seed")  # the first test episode's layout seed
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fosp.config_flags import option as _opt
+from robot.task_spec import TEST_LAYOUT_SEED
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,7 @@ class Table3Config:
     finetune_episodes: int = _opt(40, check="positive")  # online episodes per task and seed
     seeds: int = _opt(3, check="positive")  # finetuning seeds 0 .. seeds-1
     strategies: str = _opt("pex", check="strategy_list")  # comma separated: pex,direct
-    eval_seed: int = _opt(10_000, check="seed")  # the first test episode's layout seed
+    eval_seed: int = _opt(TEST_LAYOUT_SEED, check="seed")  # the first test episode's layout seed
 
     @property
     def task_names(self) -> list[str]:

@@ -15,6 +15,7 @@ import torch
 
 from data_collection.rollout import rollout
 from policy.agent import FOSPAgent
+from robot.task_spec import TEST_LAYOUT_SEED
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -90,7 +91,7 @@ def evaluate(
     agent: FOSPAgent,
     task: str = "train",
     episodes: int = 20,
-    seed: int = 10_000,
+    seed: int = TEST_LAYOUT_SEED,
     deterministic: bool = True,
     progress: bool = False,
 ) -> EvalResult:
