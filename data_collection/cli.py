@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from data_collection.recorder import CollectConfig
 from data_collection.teleop.mapping import PLACEMENTS, MappingConfig
 from fosp import args as types
 from fosp.config_flags import add_flags, values
@@ -80,6 +81,9 @@ def register(sub, sim_sub) -> None:
     _register_label(sub)
 
 
+_NOT_FLAGS = ("pace", "env_kind")  # set from --env
+
+
 def _register_collect(sub) -> None:
     p = sub.add_parser(
         "collect",
@@ -88,20 +92,9 @@ def _register_collect(sub) -> None:
         "rate, then review (keep / discard / re-record). docs/collecting.md",
     )
     p.add_argument("--env", choices=["sim", "ros"], default="sim")
-    p.add_argument("--task", type=types.task, default="train")
     p.add_argument("--out", required=True, help="dataset folder (appended to)")
-    p.add_argument(
-        "--episodes", type=types.positive_int, default=10, help="episodes to keep in this session"
-    )
     p.add_argument("--teleop", choices=["spacemouse", "keyboard"], default="spacemouse")
-    p.add_argument("--operator", default="", help="who is teleoperating (stored per episode)")
-    p.add_argument(
-        "--countdown",
-        type=types.non_negative_float,
-        default=3.0,
-        help="seconds before each episode",
-    )
-    p.add_argument("--seed", type=types.seed, default=None, help="layout seeds (default: random)")
+    add_flags(p.add_argument_group("session (CollectConfig)"), CollectConfig, skip=_NOT_FLAGS)
     p.add_argument("--ns", default="/fosp", help="ROS namespace of the robot (--env ros)")
     p.add_argument(
         "--control-hz",
@@ -281,7 +274,7 @@ def _split(args: argparse.Namespace) -> int:
 
 def _collect_teleop(args: argparse.Namespace) -> int:
     from data_collection.dataset import Dataset
-    from data_collection.recorder import CollectConfig, Recorder, make_teleop
+    from data_collection.recorder import Recorder, make_teleop
     from data_collection.teleop.base import RealClock, TeleopError
     from data_collection.teleop.window import CvWindow, WindowError
 
@@ -302,19 +295,11 @@ def _collect_teleop(args: argparse.Namespace) -> int:
     except (TeleopError, ValueError) as err:
         print(f"fosp collect: {err}", file=sys.stderr)
         return 2
+    config = CollectConfig(**values(args, CollectConfig), pace=args.env == "sim", env_kind=args.env)
     env = ui = None
     try:
-        ui = CvWindow(f"fosp collect ({args.env}, {args.task})")  # fails fast without a display
-        env = _make_env(args)
-        config = CollectConfig(
-            task=args.task,
-            episodes=args.episodes,
-            countdown_s=args.countdown,
-            pace=args.env == "sim",
-            seed=args.seed,
-            operator=args.operator,
-            env_kind=args.env,
-        )
+        ui = CvWindow(f"fosp collect ({args.env}, {config.task})")  # fails fast without a display
+        env = _make_env(args, config.task)
         result = Recorder(env, teleop, ui, dataset, config, clock).run()
     except (TeleopError, WindowError) as err:
         print(f"fosp collect: {err}", file=sys.stderr)
@@ -332,11 +317,11 @@ def _collect_teleop(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_env(args: argparse.Namespace):
+def _make_env(args: argparse.Namespace, task: str):
     if args.env == "sim":
         from robot.env import EnvConfig, SafeReachEnv
 
-        return SafeReachEnv(EnvConfig(task=args.task))
+        return SafeReachEnv(EnvConfig(task=task))
     import os
 
     import rosgraph
@@ -353,8 +338,8 @@ def _make_env(args: argparse.Namespace):
     ensure_node("fosp_collect")
     ns = args.ns.rstrip("/")
     launched = rospy.get_param(f"{ns}/arm_node/task", None)
-    if launched is not None and launched != args.task:
-        raise SystemExit(f"the robot runs task {launched!r}, not --task {args.task!r}")
+    if launched is not None and launched != task:
+        raise SystemExit(f"the robot runs task {launched!r}, not --task {task!r}")
     try:
         return RosSafeReachEnv(ns, control_hz=args.control_hz)
     except (rospy.ROSException, TimeoutError) as err:

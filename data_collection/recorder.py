@@ -42,6 +42,7 @@ from data_collection.teleop import draw
 from data_collection.teleop.base import Clock, LabelEvent, RealClock, Teleop, TeleopError
 from data_collection.teleop.labels import LiveLabels
 from data_collection.teleop.window import OperatorUI
+from fosp.config_flags import option
 from robot.errors import ArmStopped, StaleObservationError
 
 # recording phase (motion keys belong to the keyboard teleop, see teleop/keyboard.py)
@@ -77,14 +78,16 @@ WIDTH, HEIGHT = 720, 500
 
 @dataclass
 class CollectConfig:
-    task: str = "train"
-    episodes: int = 10  # episodes to keep in this session
-    countdown_s: float = 3.0
+    """One teleoperation session; its fields (but `pace`, `env_kind`) are `fosp collect` flags."""
+
+    task: str = option("train", check="task")  # SafeReach task variant (ROS: the launch's)
+    episodes: int = option(10, check="positive")  # episodes to keep in this session
+    countdown: float = option(3.0, check="non_negative")  # seconds before each episode
     pace: bool = True  # wait for the control period (in-process sim; the ROS env paces itself)
-    seed: int | None = None  # layout seeds; None: fresh entropy
-    operator: str = ""
+    seed: int | None = option(None, check="seed", shown_default="fresh entropy")  # layout seeds
+    operator: str = option("", shown_default="none")  # who is teleoperating (stored per episode)
     env_kind: str = "sim"
-    max_attempts: int = 1000  # recordings (kept or not) before giving up
+    max_attempts: int = option(1000, check="positive")  # recordings (kept or not) before giving up
 
 
 @dataclass
@@ -300,7 +303,7 @@ class Recorder:
         self.log("released by the operator: recording this layout again")
 
     def _countdown(self, base: View, obs) -> None:
-        end = self.clock.now() + self.config.countdown_s
+        end = self.clock.now() + self.config.countdown
         while True:
             left = end - self.clock.now()
             view = dataclasses.replace(base, obs=obs, countdown=max(0.0, left))

@@ -73,7 +73,9 @@ def check_choices(config: Any) -> None:
 
 
 def _kind(f: dataclasses.Field) -> str:
-    return f.type if isinstance(f.type, str) else f.type.__name__
+    """The annotation's type name ("int | None" counts as int: unset stays None)."""
+    kind = f.type if isinstance(f.type, str) else f.type.__name__
+    return kind.removesuffix(" | None")
 
 
 def _converter(f: dataclasses.Field):

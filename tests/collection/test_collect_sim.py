@@ -217,7 +217,7 @@ def recorder_for(env, ui, out, clock, episodes):
     from data_collection.recorder import CollectConfig, Recorder
     from data_collection.teleop.keyboard import KeyboardTeleop
 
-    config = CollectConfig(episodes=episodes, countdown_s=0.2, seed=1)
+    config = CollectConfig(episodes=episodes, countdown=0.2, seed=1)
     return Recorder(
         env, KeyboardTeleop(clock=clock), ui, Dataset(out), config, clock, lambda s: None
     )
