@@ -176,9 +176,14 @@ def test_pose_commands_arrive_as_expected(franka, wait):
     wait(lambda: pub.get_num_connections() > 0 and pose_msgs, 10, "arm_node connections")
     # the measured pose is franka's O_T_EE, converted
     np.testing.assert_allclose(rc.msg_to_pose6(pose_msgs[-1]), stand_in.pose, atol=1e-9)
+
+    def holds() -> int:
+        return sum(e["event"] == "watchdog_hold" for e in list(events))
+
     with stand_in.lock:
         stand_in.commands.clear()
         commanded = stand_in.pose.copy()
+    holds_before = holds()
     actions = [[1, 0, 0, 0, 0, 0], [0, -1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1], [5, 0, -0.5, 0, 0, 0]]
     for action in actions:
         _publish(pub, action)
@@ -187,9 +192,12 @@ def test_pose_commands_arrive_as_expected(franka, wait):
         commanded = LIMITS.clip_pose(LIMITS.apply_delta(commanded, delta))
     wait(lambda: len(stand_in.commands) >= len(actions), 2, "4 equilibrium poses")
     received = [rc.msg_to_pose6(m) for _, m in stand_in.commands]
-    assert len(received) == len(actions)
-    np.testing.assert_allclose(received[-1], commanded, atol=1e-9)
-    last = stand_in.commands[-1][1]
+    # one pose per action; on a loaded machine a >200 ms gap between two actions may also let
+    # the watchdog send a hold (an event), which is right and not what this test is about
+    assert len(received) == len(actions) + holds() - holds_before
+    hits = [i for i, pose in enumerate(received) if np.allclose(pose, commanded, atol=1e-9)]
+    assert hits, f"no equilibrium pose equals the last commanded one {commanded}"
+    last = stand_in.commands[hits[-1]][1]
     assert last.header.frame_id == "panda_link0"
     # orientation on the wire is the absolute orientation R_ee (franka's convention)
     q = last.pose.orientation
