@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -115,9 +116,10 @@ class EpisodeReport:
 
     def line(self) -> str:
         n = self.steps_offline + self.steps_online
+        choice = "" if math.isnan(self.p_offline) else f" (P_off {self.p_offline:.2f})"  # direct
         return (
             f"ep {self.index:3d}: offline {self.steps_offline:2d}/{n} new {self.steps_online:2d}/"
-            f"{n} (P_off {self.p_offline:.2f})  "
+            f"{n}{choice}  "
             f"{'S' if self.success else '-'}{'V' if self.violation else '-'}  "
             f"SR {100 * self.sr_so_far:5.1f} % CV {100 * self.cv_so_far:5.1f} %  "
             f"wm {self.losses.get('wm/loss', float('nan')):.3g} "

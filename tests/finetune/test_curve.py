@@ -24,3 +24,18 @@ def test_learning_curve_png_from_a_finetune_log(tmp_path):
     image = cv2.imread(str(out))
     assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
     assert np.std(image) > 10  # something was drawn
+
+
+def test_episode_line_shows_the_selection_only_where_there_is_one():
+    from policy.finetune import EpisodeReport
+
+    def report(p_offline: float, offline: int) -> str:
+        return EpisodeReport(
+            index=3, file="f", steps_offline=offline, steps_online=80 - offline,
+            p_offline=p_offline, success=True, violation=False, sr_so_far=1.0, cv_so_far=0.0,
+            losses={}, lambda_p=0.1, t_episode=1.0, t_updates=2.0, t_checkpoint=0.1,
+        ).line()  # fmt: skip
+
+    assert "offline 30/80 new 50/80 (P_off 0.41)" in report(0.41, 30)
+    direct = report(float("nan"), 0)
+    assert "new 80/80  S-" in direct and "nan" not in direct.split("wm")[0]
