@@ -11,13 +11,13 @@ from fosp.config_flags import add_flags, values
 from fosp.errors import UserError
 from policy.config import (
     AgentConfig,
+    EvalConfig,
     FinetuneConfig,
     ModelConfig,
     OptimConfig,
     Table3Config,
     TrainConfig,
 )
-from robot.task_spec import TEST_LAYOUT_SEED
 
 
 def register(sub) -> None:
@@ -50,12 +50,7 @@ def register(sub) -> None:
     )
     ev.add_argument("mode", nargs="?", choices=["table3"], help="table3: the finetuning protocol")
     ev.add_argument("--checkpoint", required=True, help="run folder or checkpoint file")
-    ev.add_argument(
-        "--task", type=types.task, default="train", help="train | unseen-1 | unseen-2 | unseen-3"
-    )
-    ev.add_argument("--episodes", type=types.positive_int, default=20)
-    ev.add_argument("--seed", type=types.seed, default=TEST_LAYOUT_SEED)
-    ev.add_argument("--sample", action="store_true", help="sample actions (default: the mean)")
+    add_flags(ev, EvalConfig)
     ev.add_argument("--json", help="also write the result as JSON here")
     t3 = ev.add_argument_group(
         "table3 protocol (Table3Config, policy/config.py; --seed: the first test)"
@@ -156,7 +151,8 @@ def _eval(args: argparse.Namespace) -> int:
         ckpt.load(run, ckpt.read_config(run))  # before anything is created
         return table3_cli(args, run)
     agent = load_agent(run)
-    result = evaluate(agent, args.task, args.episodes, args.seed, not args.sample, True)
+    cfg = EvalConfig(**values(args, EvalConfig))
+    result = evaluate(agent, cfg.task, cfg.episodes, cfg.seed, not cfg.sample, True)
     print(result.line())
     if args.json:
         from fosp.files import atomic_write_bytes

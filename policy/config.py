@@ -246,6 +246,16 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """`fosp eval`: test episodes of a trained policy in the simulator."""
+
+    task: str = _opt("train", check="task")  # train | unseen-1 | unseen-2 | unseen-3
+    episodes: int = _opt(20, check="positive")  # test episodes
+    seed: int = _opt(TEST_LAYOUT_SEED, check="seed")  # the first test episode's layout seed
+    sample: bool = False  # sample actions (default: the mean)
+
+
+@dataclass(frozen=True)
 class Table3Config:
     """FOSP Table 3's protocol in the simulator (policy/table3.py): SR / CV before, during and
     after finetuning, per unseen task, strategy and finetuning seed."""

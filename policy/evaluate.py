@@ -15,7 +15,7 @@ import torch
 
 from data_collection.rollout import rollout
 from policy.agent import FOSPAgent
-from robot.task_spec import TEST_LAYOUT_SEED
+from policy.config import EvalConfig
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -89,9 +89,9 @@ def acting(agent: FOSPAgent, deterministic: bool = True) -> Callable[[dict], np.
 
 def evaluate(
     agent: FOSPAgent,
-    task: str = "train",
-    episodes: int = 20,
-    seed: int = TEST_LAYOUT_SEED,
+    task: str = EvalConfig.task,
+    episodes: int = EvalConfig.episodes,
+    seed: int = EvalConfig.seed,
     deterministic: bool = True,
     progress: bool = False,
 ) -> EvalResult:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from policy.config import FinetuneConfig, Table3Config
+from policy.config import EvalConfig, FinetuneConfig, Table3Config
 from policy.evaluate import EvalResult, Rates, evaluate, wilson
 from policy.expansion import PolicyExpansion
 
@@ -289,7 +289,8 @@ def table3_cli(args, run: Path) -> int:
             file=sys.stderr,
         )
         return 2
-    protocol = Table3Config(**values(args, Table3Config), eval_seed=args.seed)
+    first_test = EvalConfig(**values(args, EvalConfig)).seed  # --seed, as in plain fosp eval
+    protocol = Table3Config(**values(args, Table3Config), eval_seed=first_test)
     fcfg = FinetuneConfig(**values(args, FinetuneConfig))
     try:
         _, summary = run_table3(run, args.dataset, args.out, protocol, fcfg)
