@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from data_collection.recorder import CollectConfig
+from data_collection.scripted import MixConfig
 from data_collection.teleop.mapping import PLACEMENTS, MappingConfig
 from fosp import args as types
 from fosp.config_flags import add_flags, values
@@ -18,22 +19,8 @@ def register(sub, sim_sub) -> None:
     collect = sim_sub.add_parser(
         "collect", help="scripted operators collect a labelled dataset in the simulated world"
     )
-    collect.add_argument("--task", type=types.task, default="train")
-    collect.add_argument("--episodes", type=types.positive_int, default=200)
-    collect.add_argument(
-        "--mix",
-        choices=["paper"],
-        default="paper",
-        help="paper: 120/30/40/10 per 200 (FOSP App. D.1)",
-    )
     collect.add_argument("--out", required=True, help="dataset folder (appended to / completed)")
-    collect.add_argument("--seed", type=types.seed, default=0)
-    collect.add_argument(
-        "--label-delay",
-        type=types.non_negative_int,
-        default=2,
-        help="simulated operator's reaction delay in control steps",
-    )
+    add_flags(collect, MixConfig)
     collect.set_defaults(func=_collect)
 
     dataset = sub.add_parser("dataset", help="inspect and check a dataset folder")
@@ -167,12 +154,9 @@ def _collect(args: argparse.Namespace) -> int:
     from data_collection.scripted import collect_mix
 
     _output_dataset(args.out)
+    cfg = MixConfig(**values(args, MixConfig))  # mix: only "paper" (PAPER_MIX) so far
     counts = collect_mix(
-        args.out,
-        task=args.task,
-        episodes=args.episodes,
-        seed=args.seed,
-        label_delay=args.label_delay,
+        args.out, task=cfg.task, episodes=cfg.episodes, seed=cfg.seed, label_delay=cfg.label_delay
     )
     attempts = counts.pop("attempts")
     print(f"{args.out}: {counts} ({attempts} episodes simulated for the new ones)")

@@ -15,15 +15,30 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from data_collection.dataset import Dataset, category_counts
 from data_collection.episode import CATEGORIES, Episode
 from data_collection.rollout import SimulatedOperatorLabels, rollout
-from robot.env import EnvConfig, SafeReachEnv
+from fosp.config_flags import option
+
+if TYPE_CHECKING:  # MuJoCo loads when an env is made, not when `fosp` builds its flags
+    from robot.env import SafeReachEnv
 
 PAPER_MIX = {"safe+success": 120, "safe+fail": 30, "unsafe+success": 40, "unsafe+fail": 10}
+
+
+@dataclass(frozen=True)
+class MixConfig:
+    """A dataset of scripted operators (`fosp sim collect`'s flags, `collect_mix`'s defaults)."""
+
+    task: str = option("train", check="task")  # SafeReach task variant
+    episodes: int = option(200, check="positive")  # dataset size, split as the mix
+    mix: str = option("paper", choices=("paper",))  # paper: 120/30/40/10 per 200 (FOSP App. D.1)
+    seed: int = option(0, check="seed")  # layouts and operator styles
+    label_delay: int = option(2, check="non_negative")  # simulated operator's delay, steps
 
 
 def mix_counts(total: int, mix: dict[str, int] | None = None) -> dict[str, int]:
@@ -171,11 +186,11 @@ def run_episode(
 
 def collect_mix(
     out: str,
-    task: str = "train",
-    episodes: int = 200,
+    task: str = MixConfig.task,
+    episodes: int = MixConfig.episodes,
     mix: dict[str, int] | None = None,
-    seed: int = 0,
-    label_delay: int = 2,
+    seed: int = MixConfig.seed,
+    label_delay: int = MixConfig.label_delay,
     max_attempts: int = 40,
     progress: bool = True,
 ) -> dict[str, int]:
@@ -192,6 +207,8 @@ def collect_mix(
     todo = [c for c in CATEGORIES for _ in range(max(0, wanted[c] - have[c]))]
     rng = np.random.default_rng(np.random.SeedSequence([seed, len(summaries)]))
     rng.shuffle(todo)
+    from robot.env import EnvConfig, SafeReachEnv
+
     env = SafeReachEnv(EnvConfig(task=task))
     attempts_total = 0
     bar = tqdm(total=len(todo), desc=f"collect {task}", unit="ep", disable=not progress)
