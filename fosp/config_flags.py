@@ -33,7 +33,6 @@ _CHECKS = {
     ("str", None): str,
     ("str", "task"): types.task,
     ("str", "task_list"): types.task_list,
-    ("str", "strategy_list"): types.choice_list("pex", "direct"),
 }
 _FIELD = re.compile(r"^\s+(\w+)\s*:\s*[^=#]+(?:=[^#]*)?(?:#\s?(.*))?$")
 
@@ -57,8 +56,9 @@ def field_help(cls: type) -> dict[str, str]:
 
 def option(default: Any, **flag: Any) -> Any:
     """A config field whose flag (or ROS parameter) is checked: `choices=(...)` and/or `check=`
-    positive | non_negative | unit | seed | task | task_list | strategy_list; `shown_default`:
-    the default as the help text says it (when another flag sets it)."""
+    positive | non_negative | unit | seed | task | task_list; `each_of=(...)`: a comma-separated
+    list of those choices; `shown_default`: the default as the help text says it (when another
+    flag sets it)."""
     return dataclasses.field(default=default, metadata=flag)
 
 
@@ -80,6 +80,8 @@ def _kind(f: dataclasses.Field) -> str:
 
 def _converter(f: dataclasses.Field):
     """The checked flag type of a non-bool field (fosp/args.py), from its annotation + metadata."""
+    if "each_of" in f.metadata:  # a comma-separated list of choices
+        return types.choice_list(*f.metadata["each_of"])
     return _CHECKS[(_kind(f), f.metadata.get("check"))]
 
 

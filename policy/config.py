@@ -196,13 +196,16 @@ def resolve(
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
 
 
+STRATEGIES = ("pex", "direct")  # finetuning strategies (FinetuneConfig.strategy)
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Online finetuning (FOSP §4.3, Algorithm 1 lines 12-24); written to a finetune run's
     `finetune.json`, separate from `Config` so offline runs and their config.json are unchanged."""
 
     # pex = safe policy expansion; direct = finetune the offline actor
-    strategy: str = _opt("pex", choices=("pex", "direct"))
+    strategy: str = _opt("pex", choices=STRATEGIES)
     # new actor psi' (Algorithm 1 line 12): copy = the offline weights (starts competent; PEX's
     # fresh policy executed ~half the steps at random: unseen-1 SR 50 -> 20 %), scratch = new init
     init: str = _opt("copy", choices=("copy", "scratch"))
@@ -264,7 +267,7 @@ class Table3Config:
     tests: int = _opt(20, check="positive")  # test episodes before and after finetuning
     finetune_episodes: int = _opt(40, check="positive")  # online episodes per task and seed
     seeds: int = _opt(3, check="positive")  # finetuning seeds 0 .. seeds-1
-    strategies: str = _opt("pex", check="strategy_list")  # comma separated: pex,direct
+    strategies: str = _opt("pex", each_of=STRATEGIES)  # comma separated: pex,direct
     eval_seed: int = _opt(TEST_LAYOUT_SEED, check="seed")  # the first test episode's layout seed
 
     @property
