@@ -84,6 +84,9 @@ class FOSPAgent(nn.Module):
         self._behaviour_steps = 0
         self.settled_at = -1  # world-model step at which `settle` last ran
         self.behaviour_repeats = 0  # finetuning's override of cfg.agent.behaviour_repeats
+        # finetuning strategies with their own actor loss (policy/safedreamer.py): called with
+        # the imagined rollouts {feat, action, cont, ret_r, ret_c}, returns (loss, metrics)
+        self.actor_objective: Callable[[dict[str, Tensor]], tuple[Tensor, dict]] | None = None
 
     def new_actor(self) -> Actor:
         """A freshly initialised actor of this agent's architecture (on its device once the
@@ -274,30 +277,19 @@ class FOSPAgent(nn.Module):
 
         metrics.update(self._ref_loss(d, feats))  # eq. 30
 
-        # eqs. 17-20: advantage-weighted extraction with the REF-mixed weight and Phi
         with torch.no_grad():
             v_c = self.v_c(feat)
             u = torch.sigmoid(self.ref(feat))
-            scale_r, scale_c = self.adv_scale.clamp_min(1e-3)
-            adv_r, adv_c = adv["r"] / scale_r, adv["c"] / scale_c
-            phi = self.lagrangian.phi(v_c) / scale_r
-            f = O.feasibility(a.feasible_gate, u, d["cost_to_go"], a.cost_limit)
-            if policy_weight is None:
-                w = O.awr_weights(adv_r, adv_c, f, phi, a.beta_r, a.beta_c, a.awr_max_exponent)
-                w = w / mean_valid(w).clamp_min(1e-8)  # 1/Z (eq. 18)
-            else:
-                w = policy_weight(adv_r, adv_c, f, phi, valid)
-        dist = self.actor.dist(feat)
-        logp = dist.log_prob(act).sum(-1)
-        entropy = dist.entropy().sum(-1)
-        actor_loss = -mean_valid(w * logp + a.entropy * entropy)
-        metrics["actor/grad_norm"] = self._update("actor", actor_loss, self.actor.parameters())
-        metrics["actor/loss"] = actor_loss
-        metrics["actor/entropy"] = entropy.mean()
-        metrics["actor/logp"] = mean_valid(logp.detach())
-        metrics["actor/weight_max"] = w.max()
-        metrics["actor/weight_std"] = w.std()
-        metrics["actor/feasible"] = mean_valid(f)
+            phi = self.lagrangian.phi(v_c) / self.adv_scale[0].clamp_min(1e-3)
+        if self.actor_objective is None:
+            metrics.update(self._extraction_step(d, adv, phi, u, policy_weight))
+        else:  # a finetuning strategy's own actor loss on the imagined rollouts
+            imagined = {"feat": feats, "action": actions, "cont": cont_i,
+                        "ret_r": ret_i["r"], "ret_c": ret_i["c"]}  # fmt: skip
+            actor_loss, actor_metrics = self.actor_objective(imagined)
+            metrics.update(actor_metrics)
+            metrics["actor/grad_norm"] = self._update("actor", actor_loss, self.actor.parameters())
+            metrics["actor/loss"] = actor_loss.detach()
 
         # eq. 27 on the states the REF calls feasible (App. A.1: the constraint V_c = 0 holds
         # there; where it does not, lambda_p grows), bounded by lagrange_max
@@ -321,6 +313,40 @@ class FOSPAgent(nn.Module):
                 for p, q in zip(fast.parameters(), slow.parameters(), strict=True):
                     q.lerp_(p, a.slow_rate)
         return metrics
+
+    def _extraction_step(
+        self, d: dict[str, Tensor], adv: dict[str, Tensor], phi: Tensor, u: Tensor,
+        policy_weight: PolicyWeight | None,
+    ) -> dict[str, Tensor]:  # fmt: skip
+        """Eqs. 17-20: advantage-weighted extraction with the REF-mixed weight and Phi."""
+        a = self.cfg.agent
+        feat, act, valid = d["feat"], d["action"], d["valid"]
+
+        def mean_valid(x: Tensor) -> Tensor:
+            return (x * valid).sum() / valid.sum().clamp_min(1.0)
+
+        with torch.no_grad():
+            scale_r, scale_c = self.adv_scale.clamp_min(1e-3)
+            adv_r, adv_c = adv["r"] / scale_r, adv["c"] / scale_c
+            f = O.feasibility(a.feasible_gate, u, d["cost_to_go"], a.cost_limit)
+            if policy_weight is None:
+                w = O.awr_weights(adv_r, adv_c, f, phi, a.beta_r, a.beta_c, a.awr_max_exponent)
+                w = w / mean_valid(w).clamp_min(1e-8)  # 1/Z (eq. 18)
+            else:
+                w = policy_weight(adv_r, adv_c, f, phi, valid)
+        dist = self.actor.dist(feat)
+        logp = dist.log_prob(act).sum(-1)
+        entropy = dist.entropy().sum(-1)
+        actor_loss = -mean_valid(w * logp + a.entropy * entropy)
+        return {
+            "actor/grad_norm": self._update("actor", actor_loss, self.actor.parameters()),
+            "actor/loss": actor_loss.detach(),
+            "actor/entropy": entropy.mean().detach(),
+            "actor/logp": mean_valid(logp.detach()),
+            "actor/weight_max": w.max(),
+            "actor/weight_std": w.std(),
+            "actor/feasible": mean_valid(f),
+        }
 
     def set_imagination_actor(self, actor: Actor | None) -> None:
         """The actor the critics' imagined rollouts follow (None: `self.actor`). Kept out of the

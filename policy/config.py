@@ -196,7 +196,7 @@ def resolve(
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
 
 
-STRATEGIES = ("pex", "direct")  # finetuning strategies (FinetuneConfig.strategy)
+STRATEGIES = ("pex", "direct", "safedreamer")  # finetuning strategies (policy/strategy.py)
 
 
 @dataclass(frozen=True)
@@ -204,11 +204,15 @@ class FinetuneConfig:
     """Online finetuning (FOSP §4.3, Algorithm 1 lines 12-24); written to a finetune run's
     `finetune.json`, separate from `Config` so offline runs and their config.json are unchanged."""
 
-    # pex = safe policy expansion; direct = finetune the offline actor
+    # pex = safe policy expansion; direct = finetune the offline actor; safedreamer = the
+    # online Lagrangian actor-critic in imagination (PID multiplier), from the pretrained agent
     strategy: str = _opt("pex", choices=STRATEGIES)
     # new actor psi' (Algorithm 1 line 12): copy = the offline weights (starts competent; PEX's
     # fresh policy executed ~half the steps at random: unseen-1 SR 50 -> 20 %), scratch = new init
     init: str = _opt("copy", choices=("copy", "scratch"))
+    # the new actor's Adam state: reset = zero moments (a new policy); keep = the offline
+    # actor's moments carry over with its weights (init = copy only)
+    actor_moments: str = _opt("reset", choices=("reset", "keep"))
     # the learning actor's weight on replay actions: awr = eq. 19's positive weights (as
     # offline); linear = eq. 23's linear weight applied to replay actions (negative weights push
     # psi' away from the data: log pi(data) fell to -25, docs/algorithm.md "Finetuning")
@@ -243,6 +247,18 @@ class FinetuneConfig:
     imagine_with: str = _opt("offline", choices=("offline", "new"))
     # cap of the execution noise (the scripted operators: std 0.25)
     action_std: float = _opt(0.1, check="non_negative")
+    # safedreamer: PID Lagrangian (Stooke et al. 2020) on the imagined cost return; defaults are
+    # SafeDreamer's configs.yaml pid block (kp 0, ki 0.1, kd 0, d_delay 10, EMA 0.95, max 100)
+    pid_kp: float = _opt(0.0, check="non_negative")
+    pid_ki: float = _opt(0.1, check="non_negative")
+    pid_kd: float = _opt(0.0, check="non_negative")
+    pid_delay: int = _opt(10, check="positive")  # updates between the derivative's two costs
+    pid_ema: float = _opt(0.95, check="unit")  # smoothing of the P error and of the D cost
+    pid_lambda_init: float = _opt(0.001, check="non_negative")
+    pid_lambda_max: float = _opt(100.0, check="positive")
+    # d: bound on the imagined discounted cost return per start state (the bound FOSP's
+    # feasibility gate puts on the cost to go, AgentConfig.cost_limit)
+    pid_cost_limit: float = _opt(0.1, check="non_negative")
     label_delay: int = _opt(2, check="non_negative")  # simulated operator's reaction delay (steps)
     sample_actions: bool = True  # proposals sampled from each actor while finetuning
     seed: int = _opt(0, check="seed")  # finetuning seed: online layouts, sampling, batches
@@ -267,7 +283,7 @@ class Table3Config:
     tests: int = _opt(20, check="positive")  # test episodes before and after finetuning
     finetune_episodes: int = _opt(40, check="positive")  # online episodes per task and seed
     seeds: int = _opt(3, check="positive")  # finetuning seeds 0 .. seeds-1
-    strategies: str = _opt("pex", each_of=STRATEGIES)  # comma separated: pex,direct
+    strategies: str = _opt("pex", each_of=STRATEGIES)  # comma separated: pex,direct,safedreamer
     eval_seed: int = _opt(TEST_LAYOUT_SEED, check="seed")  # the first test episode's layout seed
 
     @property

@@ -1,14 +1,13 @@
 """Safe policy expansion (FOSP §4.3, eqs. 21-23; Algorithm 1 lines 12-24).
 
-`PolicyExpansion` wraps a pretrained `FOSPAgent` for online finetuning:
-
-- `pex`: the offline actor pi_psi is deep-copied and frozen (no gradient, no optimiser, never
-  written); `agent.actor` becomes the new policy pi_psi' (fresh or copied weights, `init`) with
-  its own optimiser. World model, critics, values, REF and multipliers are the pretrained ones
-  ("transferred") and keep learning. At each control step both actors propose an action for the
-  *current* latent state (the features `act` computed from this observation); eqs. 21-22 give
-  the probability of executing each, from Q and Q_c of *its own* proposal.
-- `direct`: ablation (ii), no expansion: the offline actor itself keeps learning and acts alone.
+`PolicyExpansion` is the `pex` finetuning strategy (policy/strategy.py) around a pretrained
+`FOSPAgent`: the offline actor pi_psi is deep-copied and frozen (no gradient, no optimiser,
+never written); `agent.actor` becomes the new policy pi_psi' (fresh or copied weights, `init`)
+with its own optimiser. World model, critics, values, REF and multipliers are the pretrained ones
+("transferred") and keep learning. Both actors propose an action for the *current* latent state
+(the features `act` computed from this observation); eq. 21 gives the probability of executing
+each (`step`: from Q and Q_c of *its own* proposal, eq. 22).
+(`direct`, ablation ii without expansion, is policy/direct.py.)
 
 Selection (`FinetuneConfig.selection`): `step` is eqs. 21-22 at every control step; `chunk`
 decides every `chunk` steps from each actor's imagined lambda-return (reward minus cost, each in
@@ -28,13 +27,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fosp.config_flags import check_choices
 from policy import objectives as O
 from policy.agent import FOSPAgent
 from policy.config import FinetuneConfig
 from policy.networks import Actor
+from policy.objectives import linear_weights  # noqa: F401  (eq. 23; kept importable here)
+from policy.strategy import OFFLINE, ONLINE, FinetuneStrategy
 
-OFFLINE, ONLINE = 0, 1  # index of each proposal in the action set of eq. 21
+__all__ = ["OFFLINE", "ONLINE", "PolicyExpansion", "normalised_q", "selection_probs"]
 
 
 def return_upper_bound(per_step_max: float, gamma: float, horizon: int) -> float:
@@ -53,60 +53,30 @@ def selection_probs(q_tilde: Tensor, inv_temperature: float) -> Tensor:
     return torch.softmax(q_tilde * inv_temperature, dim=-1)
 
 
-def linear_weights(
-    adv_r: Tensor,
-    adv_c: Tensor,
-    feasible: Tensor,
-    phi: Tensor | float,
-    beta_r: float,
-    beta_c: float,
-    valid: Tensor,
-) -> Tensor:
-    """Eq. 23, w = f beta_1 (A_r - Phi) - (1 - f) beta_2 A_c, with the offline reading of u:
-    f = 1 - u is the feasibility (docs/algorithm.md ambiguity 3) and Phi sits where eq. 16 puts
-    it (pass phi = 0 for the literal eq. 23). Linear, so w may be negative: actions worse than
-    V are pushed down. Divided by the batch mean of |w| over executed rows: the sign and the
-    ratios stay, the step size no longer depends on the advantages' units (eq. 18's 1/Z plays
-    this role offline)."""
-    w = feasible * beta_r * (adv_r - phi) - (1 - feasible) * beta_c * adv_c
-    scale = (w.abs() * valid).sum() / valid.sum().clamp_min(1)
-    return w / scale.clamp_min(1e-8)
+class PolicyExpansion(FinetuneStrategy):
+    """Safe policy expansion: a frozen offline actor and a learning one, eq. 21 chooses."""
 
-
-class PolicyExpansion:
-    """The acting and learning side of online finetuning around one `FOSPAgent`."""
+    name = "pex"
 
     def __init__(self, agent: FOSPAgent, cfg: FinetuneConfig):
-        check_choices(cfg)
-        if cfg.horizon <= 0:
-            raise ValueError("horizon must be set: the episode length (Finetuner resolves 0)")
-        self.agent, self.cfg = agent, cfg
+        super().__init__(agent, cfg)
+        if cfg.actor_moments == "keep" and cfg.init != "copy":
+            raise ValueError("actor_moments = keep needs init = copy: a new network has no moments")
         gamma = agent.cfg.agent.gamma
         self.q_star = return_upper_bound(cfg.r_max, gamma, cfg.horizon)
         self.c_star = return_upper_bound(cfg.c_max, gamma, cfg.horizon)
-        self.generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
-        self.frozen: Actor | None = None
-        if cfg.strategy == "pex":
-            self.frozen = copy.deepcopy(agent.actor).requires_grad_(False).eval()
-            if cfg.init == "scratch":
-                agent.actor = agent.new_actor()
-            # psi' is a new policy: its own optimiser state (the offline Adam moments belong to
-            # psi, which no longer learns)
+        self.frozen: Actor = copy.deepcopy(agent.actor).requires_grad_(False).eval()
+        if cfg.init == "scratch":
+            agent.actor = agent.new_actor()
+        # psi' is a new policy: its own optimiser state (the offline Adam moments belong to psi,
+        # which no longer learns) unless actor_moments = keep
+        if cfg.actor_moments == "reset" or cfg.init == "scratch":
             agent.reset_actor_optimiser()
-            if cfg.imagine_with == "offline":
-                agent.set_imagination_actor(self.frozen)
+        if cfg.imagine_with == "offline":
+            agent.set_imagination_actor(self.frozen)
         self._chunk_left, self._chunk_choice, self._chunk_probs = 0, 0, np.array([0.5, 0.5])
 
     # ------------------------------------------------------------------ acting
-
-    def _propose(self, actor, feat: Tensor, deterministic: bool) -> Tensor:
-        """The actor's action for `feat`: its mean, or a sample with std capped at action_std."""
-        dist = actor.dist(feat)
-        if deterministic:
-            return dist.mean.clamp(-1.0, 1.0)
-        std = dist.stddev.clamp(max=self.cfg.action_std)
-        noise = torch.randn(dist.mean.shape, generator=self.generator).to(feat.device)
-        return (dist.mean + std * noise).clamp(-1.0, 1.0)
 
     @torch.no_grad()
     def imagined_scores(self, feat: Tensor) -> Tensor:
@@ -137,11 +107,6 @@ class PolicyExpansion:
         (0 = offline, 1 = online/new) and, for pex, "probs" (and "q_tilde" per step).
         Deterministic (evaluation): mean proposals and the more probable one is executed."""
         agent = self.agent
-        if self.frozen is None:  # direct: the (finetuned) offline actor alone
-            _, state = agent.act(obs, state, deterministic)
-            action = self._propose(agent.actor, state["feat"], deterministic)
-            state = {**state, "action": action}
-            return action[0].cpu().numpy(), state, {"policy": ONLINE}
         if state is None:
             self._chunk_left = 0  # a new episode starts a new chunk
         # the world-model state of this observation (the frozen actor's action is replaced)
@@ -150,7 +115,7 @@ class PolicyExpansion:
         actors = (self.frozen, agent.actor)
         info: dict[str, Any] = {}
         if self.cfg.selection == "step":
-            proposals = torch.cat([self._propose(x, feat, deterministic) for x in actors])
+            proposals = torch.cat([self.propose(x, feat, deterministic) for x in actors])
             feats = feat.expand(2, -1)
             q_tilde = normalised_q(
                 agent.q_r(feats, proposals), agent.q_c(feats, proposals), self.q_star, self.c_star
@@ -168,7 +133,7 @@ class PolicyExpansion:
             self._chunk_left -= 1
             k = self._chunk_choice
             probs = torch.as_tensor(self._chunk_probs)
-            action = self._propose(actors[k], feat, deterministic)
+            action = self.propose(actors[k], feat, deterministic)
         state = {**state, "action": action}
         info.update(policy=k, probs=probs.cpu().numpy())
         return action[0].cpu().numpy(), state, info
@@ -180,31 +145,11 @@ class PolicyExpansion:
 
     # ------------------------------------------------------------------ learning
 
-    def weight(self, adv_r: Tensor, adv_c: Tensor, feasible: Tensor, phi: Tensor, valid: Tensor):
-        a = self.agent.cfg.agent
-        if self.cfg.actor_weight == "awr":  # eq. 19, positive, 1/Z over executed rows
-            w = O.awr_weights(adv_r, adv_c, feasible, phi, a.beta_r, a.beta_c, a.awr_max_exponent)
-            return w / ((w * valid).sum() / valid.sum().clamp_min(1)).clamp_min(1e-8)
-        phi = phi if self.cfg.linear_phi else 0.0
-        return linear_weights(adv_r, adv_c, feasible, phi, a.beta_r, a.beta_c, valid)
-
-    def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Algorithm 1 lines 17-24: world model, critics, values, REF on the batch (offline and
-        online rows, `online_share` of them online), the learning actor with `weight`; the frozen
-        actor is untouched."""
-        return self.agent.train_step(batch, policy_weight=self.weight)
-
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "frozen": None if self.frozen is None else self.frozen.state_dict(),
-            "generator": self.generator.get_state(),
-        }
+        return {**super().state_dict(), "frozen": self.frozen.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if (state["frozen"] is None) != (self.frozen is None):
-            raise ValueError("checkpoint was written for another finetuning strategy")
-        if self.frozen is not None:
-            self.frozen.load_state_dict(state["frozen"])
-        self.generator.set_state(state["generator"])
+        super().load_state_dict(state)
+        self.frozen.load_state_dict(state["frozen"])

@@ -31,8 +31,8 @@ from data_collection.episode import Episode
 from policy import checkpoint as ckpt
 from policy.agent import FOSPAgent
 from policy.config import FinetuneConfig
-from policy.expansion import ONLINE, PolicyExpansion
 from policy.replay import Replay
+from policy.strategy import ONLINE, FinetuneStrategy, make_strategy
 from policy.train import pick_device, seed_everything
 
 FINETUNE_JSON = "finetune.json"
@@ -42,9 +42,9 @@ _INDEX = re.compile(r"-ft(\d+)\.npz$")
 
 
 class Collector(Protocol):
-    """Runs one labelled online episode with the expansion's policy (sim, ROS, real arm)."""
+    """Runs one labelled online episode with the strategy's policy (sim, ROS, real arm)."""
 
-    def collect(self, expansion: PolicyExpansion, index: int) -> Episode: ...
+    def collect(self, strategy: FinetuneStrategy, index: int) -> Episode: ...
 
 
 def layout_seed(seed: int, index: int) -> int:
@@ -53,21 +53,25 @@ def layout_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def policy_step(expansion: PolicyExpansion, deterministic: bool = False):
-    """A `run_episode`-style policy callable plus the per-episode count of who acted."""
+def policy_step(strategy: FinetuneStrategy, deterministic: bool = False):
+    """A `run_episode`-style policy callable plus the per-episode count of who acted
+    (`act.acted_by`: the actor of each step, 0 = offline, 1 = new)."""
     state: dict | None = None
     counts = [0, 0]
+    acted_by: list[int] = []
     p_offline: list[float] = []  # eq. 21's probability of the offline proposal, per step
 
     def act(obs: dict) -> np.ndarray:
         nonlocal state
-        action, state, info = expansion.act(obs, state, deterministic)
+        action, state, info = strategy.act(obs, state, deterministic)
         counts[info["policy"]] += 1
+        acted_by.append(int(info["policy"]))
         if "probs" in info:
             p_offline.append(float(info["probs"][0]))
         return action
 
     act.p_offline = p_offline  # type: ignore[attr-defined]
+    act.acted_by = acted_by  # type: ignore[attr-defined]
     return act, counts
 
 
@@ -81,14 +85,15 @@ class SimCollector:
         self.env = SafeReachEnv(EnvConfig(task=task))
         self.seed, self.label_delay = seed, label_delay
 
-    def collect(self, expansion: PolicyExpansion, index: int) -> Episode:
+    def collect(self, strategy: FinetuneStrategy, index: int) -> Episode:
         from data_collection.scripted import run_episode
 
-        act, counts = policy_step(expansion, not expansion.cfg.sample_actions)
+        act, counts = policy_step(strategy, not strategy.cfg.sample_actions)
         episode = run_episode(
             self.env, lambda env: act, layout_seed(self.seed, index), {}, self.label_delay
         )
         episode.metadata["policy_counts"] = list(counts)
+        episode.metadata["acted_by"] = list(act.acted_by)
         if act.p_offline:
             episode.metadata["p_offline_mean"] = float(np.mean(act.p_offline))
         return episode
@@ -103,6 +108,8 @@ class EpisodeReport:
     file: str
     steps_offline: int
     steps_online: int
+    cost_steps_offline: int  # ground-truth cost steps while the offline actor acted
+    cost_steps_online: int  # ... while the new (learning) actor acted
     p_offline: float  # mean eq. 21 probability of the offline proposal (nan: direct)
     success: bool
     violation: bool
@@ -114,13 +121,19 @@ class EpisodeReport:
     t_updates: float  # s for the K updates
     t_checkpoint: float  # s to write the checkpoint
 
+    def _cost_by_actor(self) -> str:
+        if not self.violation or math.isnan(self.p_offline):  # nothing to attribute, or direct
+            return ""
+        return f" (cost steps off {self.cost_steps_offline} new {self.cost_steps_online})"
+
     def line(self) -> str:
         n = self.steps_offline + self.steps_online
         choice = "" if math.isnan(self.p_offline) else f" (P_off {self.p_offline:.2f})"  # direct
         return (
             f"ep {self.index:3d}: offline {self.steps_offline:2d}/{n} new {self.steps_online:2d}/"
             f"{n}{choice}  "
-            f"{'S' if self.success else '-'}{'V' if self.violation else '-'}  "
+            f"{'S' if self.success else '-'}{'V' if self.violation else '-'}"
+            f"{self._cost_by_actor()}  "
             f"SR {100 * self.sr_so_far:5.1f} % CV {100 * self.cv_so_far:5.1f} %  "
             f"wm {self.losses.get('wm/loss', float('nan')):.3g} "
             f"actor {self.losses.get('actor/loss', float('nan')):.3g}  "
@@ -137,6 +150,17 @@ def truth(episode: Episode) -> tuple[bool, bool]:
     return bool(np.max(r) > 0), bool(np.max(c) > 0)
 
 
+def cost_steps_by_actor(episode: Episode) -> list[int]:
+    """Cost steps (ground truth when stored) while each actor acted: [offline, new]. Action t
+    (`acted_by[t]`, -1: no actor, a deadline miss on the arm) earns cost row t + 1. Episodes
+    without a per-step `acted_by` (older runs) count as the new actor's."""
+    c = np.asarray(episode.steps.get("oracle_cost", episode.steps["cost"]))[1:] > 0
+    acted = np.asarray(episode.metadata.get("acted_by", []), dtype=int)
+    if len(acted) != len(c):
+        acted = np.full(len(c), ONLINE)
+    return [int(np.sum(c & (acted == 0))), int(np.sum(c & (acted == ONLINE)))]
+
+
 def online_files(out: Path) -> list[Path]:
     """Online episode files in episode order (the index is in the file name)."""
     paths = [p for p in Dataset(out / ONLINE_DIR).episode_paths() if _INDEX.search(p.name)]
@@ -144,7 +168,7 @@ def online_files(out: Path) -> list[Path]:
 
 
 class Finetuner:
-    """Owns the agent, expansion, replay and run folder of one finetuning run."""
+    """Owns the agent, finetuning strategy, replay and run folder of one finetuning run."""
 
     def __init__(
         self,
@@ -184,7 +208,7 @@ class Finetuner:
             longest = max(len(rows) for rows in self.replay.episode_rows())
             fcfg = dataclasses.replace(fcfg, horizon=longest - 1)  # row 0: the first observation
         self.fcfg = fcfg
-        self.expansion = PolicyExpansion(self.agent, fcfg)  # freezes the loaded offline actor
+        self.strategy = make_strategy(self.agent, fcfg)  # pex freezes the loaded offline actor
         self.agent.attach(self.replay)
         self.agent.replay_online_from = len(self.replay)  # rows after this are online
         self.agent.online_share = fcfg.online_share
@@ -194,7 +218,7 @@ class Finetuner:
             state = ckpt.load(self.out, self.cfg, map_location=dev, keys=ckpt.FINETUNE_KEYS)
             with ckpt.restoring(self.out / ckpt.CHECKPOINT):
                 self.agent.load_full_state(state["agent"])
-                self.expansion.load_state_dict(state["expansion"])
+                self.strategy.load_state_dict(state["expansion"])
                 self.replay.load_state_dict(state["replay"])
                 ckpt.set_rng_state(state["rng"])
                 self.applied = [str(name) for name in state["applied"]]
@@ -220,7 +244,7 @@ class Finetuner:
         payload = {
             "agent": self.agent.full_state(),
             "replay": self.replay.state_dict(),
-            "expansion": self.expansion.state_dict(),
+            "expansion": self.strategy.state_dict(),  # the key predates other strategies
             "applied": list(self.applied),
         }
         ckpt.save(self.out, self.cfg, payload)
@@ -235,34 +259,38 @@ class Finetuner:
             batch = self.replay.sample(
                 self.cfg.train.batch, self.agent.replay_online_from, self.fcfg.online_share
             )
-            metrics = self.expansion.update(batch)
+            metrics = self.strategy.update(batch)
             for key, v in metrics.items():
                 sums[key] = sums.get(key, 0) + v.float()
         if self.fcfg.settle_steps > 0:
-            self.agent.settle(self.fcfg.settle_steps, self.expansion.weight)
+            self.strategy.settle(self.fcfg.settle_steps)
         self.agent.eval()
         means = {key: float(v) / max(1, k) for key, v in sums.items()}
         return means, time.perf_counter() - start
 
     def _apply(self, path: Path, episode: Episode, t_episode: float) -> EpisodeReport:
         losses, t_updates = self.updates(self.fcfg.updates_per_episode)
+        losses.update(self.strategy.end_episode(episode))
         self.applied.append(path.name)
         t_ckpt = self.save()
         counts = episode.metadata.get("policy_counts", [0, 0])
         success, violation = truth(episode)
+        cost_offline, cost_online = cost_steps_by_actor(episode)
         n = len(self.outcomes)
         report = EpisodeReport(
             index=int(_INDEX.search(path.name).group(1)),
             file=path.name,
             steps_offline=int(counts[0]),
             steps_online=int(counts[ONLINE]),
+            cost_steps_offline=cost_offline,
+            cost_steps_online=cost_online,
             p_offline=float(episode.metadata.get("p_offline_mean", float("nan"))),
             success=success,
             violation=violation,
             sr_so_far=sum(s for s, _ in self.outcomes) / max(1, n),
             cv_so_far=sum(v for _, v in self.outcomes) / max(1, n),
             losses=losses,
-            lambda_p=float(self.agent.lagrangian.lagrange),
+            lambda_p=self.strategy.multiplier(),
             t_episode=t_episode,
             t_updates=t_updates,
             t_checkpoint=t_ckpt,
@@ -278,13 +306,18 @@ class Finetuner:
         """Finetune until `episodes` online episodes have their updates. `after_write(path)` is
         called between writing an episode and its updates (tests inject a crash there)."""
         reports = []
+        if not self.strategy.prepared:  # before the first online episode, once per run
+            self.log(f"preparing {self.fcfg.strategy} ...")
+            for key, value in self.strategy.prepare(self.log).items():
+                self.log(f"  {key}: {value:.4g}")
+            self.save()
         for path in online_files(self.out):  # written before a crash, updates not applied
             if path.name not in self.applied:
                 reports.append(self._apply(path, self.online.read(path), float("nan")))
         while len(online_files(self.out)) < episodes:
             index = len(online_files(self.out))
             start = time.perf_counter()
-            episode = collector.collect(self.expansion, index)
+            episode = collector.collect(self.strategy, index)
             episode.metadata.update(
                 episode_id=f"ft{index:04d}", finetune_index=index, strategy=self.fcfg.strategy
             )

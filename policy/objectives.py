@@ -193,3 +193,23 @@ def feasibility(gate: str, u: Tensor, cost_to_go: Tensor, cost_limit: float) -> 
         raise ValueError(f"feasible_gate must be one of {GATES}, not {gate!r}")
     within = (cost_to_go <= cost_limit).to(u.dtype)
     return {"ref": 1.0 - u, "in_sample": within, "both": (1.0 - u) * within}[gate]
+
+
+def linear_weights(
+    adv_r: Tensor,
+    adv_c: Tensor,
+    feasible: Tensor,
+    phi: Tensor | float,
+    beta_r: float,
+    beta_c: float,
+    valid: Tensor,
+) -> Tensor:
+    """Eq. 23, w = f beta_1 (A_r - Phi) - (1 - f) beta_2 A_c, with the offline reading of u:
+    f = 1 - u is the feasibility (docs/algorithm.md ambiguity 3) and Phi sits where eq. 16 puts
+    it (pass phi = 0 for the literal eq. 23). Linear, so w may be negative: actions worse than
+    V are pushed down. Divided by the batch mean of |w| over executed rows: the sign and the
+    ratios stay, the step size no longer depends on the advantages' units (eq. 18's 1/Z plays
+    this role offline)."""
+    w = feasible * beta_r * (adv_r - phi) - (1 - feasible) * beta_c * adv_c
+    scale = (w.abs() * valid).sum() / valid.sum().clamp_min(1)
+    return w / scale.clamp_min(1e-8)

@@ -40,8 +40,8 @@ from data_collection.rollout import SimulatedOperatorLabels, Step, rollout
 from fosp.config_flags import from_params
 from fosp.errors import UserError
 from policy.config import FinetuneConfig
-from policy.expansion import PolicyExpansion
 from policy.finetune import Finetuner, layout_seed
+from policy.strategy import FinetuneStrategy
 
 INTERRUPTED_DIR = "interrupted"  # RUN2/interrupted: stopped episodes, kept out of training
 MAX_STALE = 3  # takes in a row lost to stale observations before the run stops
@@ -67,7 +67,7 @@ def check_master() -> str:
 
 
 class RosCollector:
-    """One online episode over ROS with the expansion's policy and a control deadline."""
+    """One online episode over ROS with the strategy's policy and a control deadline."""
 
     def __init__(
         self,
@@ -94,13 +94,13 @@ class RosCollector:
         self.stopped: list[Path] = []  # interrupted episodes stored in this run
         self._stale = 0
 
-    def collect(self, expansion: PolicyExpansion, index: int) -> Episode:
+    def collect(self, strategy: FinetuneStrategy, index: int) -> Episode:
         """One complete episode; stopped and stale takes are recorded again (same layout)."""
         from robot.ros_env import ArmStopped, StaleObservationError
 
         while True:
             try:
-                episode, stop = self._take(expansion, index)
+                episode, stop = self._take(strategy, index)
             except ArmStopped as err:  # reset refused (e-stop latched) or interrupted
                 self.env.wait_for_release(err.stamp, str(err), self.log)
                 continue
@@ -124,19 +124,20 @@ class RosCollector:
             )
             self.env.wait_for_release(stamp, f"{kind} during episode {index}", self.log)
 
-    def _take(self, expansion: PolicyExpansion, index: int) -> tuple[Episode, tuple | None]:
+    def _take(self, strategy: FinetuneStrategy, index: int) -> tuple[Episode, tuple | None]:
         """One recording; (episode, None) when complete, (marked episode, (kind, stamp)) when
         the operator's stop ended it."""
         env = self.env
         seed = layout_seed(self.seed, index)
         counts, misses, sources = [0, 0], 0, set()
+        acted_by: list[int] = []  # the actor of each step; -1: held after a deadline miss
         p_offline: list[float] = []
         state: dict | None = None
 
         def act(obs: dict) -> np.ndarray:
             nonlocal state, misses
             start = time.perf_counter()
-            action, new_state, info = expansion.act(obs, state, not expansion.cfg.sample_actions)
+            action, new_state, info = strategy.act(obs, state, not strategy.cfg.sample_actions)
             elapsed = time.perf_counter() - start
             self.inference_s.append(elapsed)
             if elapsed > self.deadline:
@@ -144,6 +145,7 @@ class RosCollector:
                 env.hold()
                 misses += 1
                 action = np.zeros_like(action)
+                acted_by.append(-1)
                 new_state = {**new_state, "action": torch.zeros_like(new_state["action"])}
                 self.log(
                     f"deadline miss: inference {1000 * elapsed:.0f} ms > "
@@ -151,6 +153,7 @@ class RosCollector:
                 )
             else:
                 counts[info["policy"]] += 1
+                acted_by.append(int(info["policy"]))
                 if "probs" in info:
                     p_offline.append(float(info["probs"][0]))
             state = new_state
@@ -179,7 +182,7 @@ class RosCollector:
             on_reset=set_layout,
         )  # fmt: skip
         episode = result.episode
-        episode.metadata.update(policy_counts=counts, deadline_misses=misses)
+        episode.metadata.update(policy_counts=counts, acted_by=acted_by, deadline_misses=misses)
         if result.stop:
             if sources != {"sim"}:  # the real arm: zeros, not a truth
                 for field in ("oracle_reward", "oracle_cost"):

@@ -22,7 +22,7 @@ import numpy as np
 
 from policy.config import EvalConfig, FinetuneConfig, Table3Config
 from policy.evaluate import EvalResult, Rates, evaluate, wilson
-from policy.expansion import PolicyExpansion
+from policy.strategy import FinetuneStrategy
 
 PHASES = ("before", "during", "after")
 # two-sided 95 % Student t quantiles by degrees of freedom (no scipy in the environment)
@@ -30,15 +30,15 @@ _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8
 _T95_LARGE = 1.96
 
 
-class ExpansionPolicy:
-    """`evaluate` calls `agent.act(obs, state, deterministic=...)`; this gives it PEX's composite
-    policy (both proposals, eq. 21's choice; greedy when deterministic)."""
+class StrategyPolicy:
+    """`evaluate` calls `agent.act(obs, state, deterministic=...)`; this gives it a finetuning
+    strategy's policy (PEX: both proposals and eq. 21's choice, greedy when deterministic)."""
 
-    def __init__(self, expansion: PolicyExpansion):
-        self.expansion = expansion
+    def __init__(self, strategy: FinetuneStrategy):
+        self.strategy = strategy
 
     def act(self, obs, state=None, deterministic: bool = True):
-        action, state, _ = self.expansion.act(obs, state, deterministic)
+        action, state, _ = self.strategy.act(obs, state, deterministic)
         return action, state
 
 
@@ -243,7 +243,7 @@ def run_table3(
                 )  # fmt: skip
                 stage(f"after finetuning ({strategy}, seed {seed}): {tests} tests on {task}")
                 start = time.perf_counter()
-                after = evaluate(ExpansionPolicy(tuner.expansion), task, tests, eval_seed)
+                after = evaluate(StrategyPolicy(tuner.strategy), task, tests, eval_seed)
                 wall = time.perf_counter() - start
                 rows.append(_eval_row(after, strategy, seed, "after", wall))
                 log(f"{strategy} seed {seed} after  {after.line()}  [{wall:.0f} s]")

@@ -7,7 +7,10 @@ import re
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "algorithm.md"
-MODULES = ("objectives", "lagrangian", "networks", "expansion", "world_model", "feature_cache")
+MODULES = (
+    "objectives", "lagrangian", "networks", "expansion", "world_model", "feature_cache",
+    "strategy", "safedreamer",
+)  # fmt: skip
 
 
 def test_every_cited_function_exists():

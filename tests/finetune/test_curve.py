@@ -29,13 +29,30 @@ def test_learning_curve_png_from_a_finetune_log(tmp_path):
 def test_episode_line_shows_the_selection_only_where_there_is_one():
     from policy.finetune import EpisodeReport
 
-    def report(p_offline: float, offline: int) -> str:
+    def report(p_offline: float, offline: int, violation: bool = False) -> str:
         return EpisodeReport(
             index=3, file="f", steps_offline=offline, steps_online=80 - offline,
-            p_offline=p_offline, success=True, violation=False, sr_so_far=1.0, cv_so_far=0.0,
+            cost_steps_offline=4, cost_steps_online=1,
+            p_offline=p_offline, success=True, violation=violation, sr_so_far=1.0, cv_so_far=0.0,
             losses={}, lambda_p=0.1, t_episode=1.0, t_updates=2.0, t_checkpoint=0.1,
         ).line()  # fmt: skip
 
     assert "offline 30/80 new 50/80 (P_off 0.41)" in report(0.41, 30)
     direct = report(float("nan"), 0)
     assert "new 80/80  S-" in direct and "nan" not in direct.split("wm")[0]
+    assert "cost steps" not in report(0.41, 30)  # a safe episode has nothing to attribute
+    assert "SV (cost steps off 4 new 1)" in report(0.41, 30, violation=True)
+
+
+def test_cost_steps_are_attributed_to_the_actor_that_acted():
+    from data_collection.episode import Episode
+    from policy.finetune import cost_steps_by_actor
+
+    cost = np.zeros(7, np.float32)  # 7 rows, 6 actions: action t earns row t + 1
+    cost[[2, 3, 6]] = 1.0  # actions 1, 2 by the offline actor, 5 by the new one, 3 held
+    ep = Episode(metadata={"acted_by": [0, 0, 0, -1, 1, 1]}, steps={"cost": cost})
+    assert cost_steps_by_actor(ep) == [2, 1]
+    ep.steps["oracle_cost"] = np.array([0, 0, 0, 0, 1, 1, 0], np.float32)  # the truth wins
+    assert cost_steps_by_actor(ep) == [0, 1]  # the held action 3 is no actor's
+    del ep.metadata["acted_by"]  # an older run: everything is the new actor's
+    assert cost_steps_by_actor(ep) == [0, 2]

@@ -175,7 +175,7 @@ def test_frozen_policy_stays_bit_for_bit_and_the_rest_learns(pretrained, offline
     critic_before = {k: v.clone() for k, v in offline.q_r.state_dict().items()}
     fc = FinetuneConfig(updates_per_episode=3, init="copy")
     tuner = finetune_sim(pretrained, tmp_path / "ft", "unseen-1", 2, fc, offline_data, log=None)
-    frozen = tuner.expansion.frozen
+    frozen = tuner.strategy.frozen
     assert all(not p.requires_grad for p in frozen.parameters())
     for k, v in frozen.state_dict().items():
         assert torch.equal(v, before[k]), k  # bit for bit
@@ -208,7 +208,7 @@ def test_direct_strategy_finetunes_the_offline_actor(pretrained, offline_data, t
     before = {k: v.clone() for k, v in offline.actor.state_dict().items()}
     fc = FinetuneConfig(strategy="direct", updates_per_episode=2)
     tuner = finetune_sim(pretrained, tmp_path / "d", "unseen-2", 1, fc, offline_data, log=None)
-    assert tuner.expansion.frozen is None
+    assert tuner.strategy.name == "direct" and not hasattr(tuner.strategy, "frozen")
     assert any(not torch.equal(v, before[k]) for k, v in tuner.agent.actor.state_dict().items())
     rows = [
         json.loads(line) for line in (tmp_path / "d" / "finetune.jsonl").read_text().splitlines()
@@ -233,7 +233,7 @@ def test_finetuning_keeps_log_pi_of_the_data_bounded(pretrained, offline_data, t
     tuner = finetune_sim(pretrained, tmp_path / weight, "unseen-1", 2, fc, offline_data, log=None)
     cache = tuner.agent.cache
     cache.refresh(tuner.agent.wm)
-    new, frozen = _logp_data(tuner.agent.actor, cache), _logp_data(tuner.expansion.frozen, cache)
+    new, frozen = _logp_data(tuner.agent.actor, cache), _logp_data(tuner.strategy.frozen, cache)
     print(f"{weight}: log pi(data) new {new:.2f}, frozen {frozen:.2f}")
     assert np.isfinite(new)
     if weight == "awr":

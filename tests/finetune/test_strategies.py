@@ -1,0 +1,163 @@
+"""The finetuning strategy interface (policy/strategy.py): one registry, every strategy resumes
+after a crash with its own state, the pretrained run is never written; SafeDreamer's PID
+Lagrangian and actor loss pinned by hand."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+import torch
+
+from policy import checkpoint as ckpt
+from policy.config import STRATEGIES, FinetuneConfig
+from policy.finetune import Finetuner, SimCollector, online_files
+from policy.lagrangian import PIDLagrangian
+from policy.safedreamer import SafeDreamerFinetune, lagrangian_advantage, reached_weights
+from policy.strategy import REGISTRY, make_strategy, strategy_class
+from policy.train import load_agent
+from robot.spaces import EPISODE_STEPS
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_the_registry_names_every_strategy_the_flags_offer():
+    assert set(REGISTRY) == set(STRATEGIES)
+    for name in STRATEGIES:
+        assert strategy_class(name).name == name
+    with pytest.raises(ValueError, match="unknown finetuning strategy 'nope'"):
+        strategy_class("nope")
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if torch.is_tensor(a):
+        return torch.equal(a, b)
+    return a == b
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_every_strategy_resumes_after_a_crash_with_its_own_state(
+    name, pretrained, offline_data, tmp_path
+):
+    source = pretrained / ckpt.CHECKPOINT
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    out = tmp_path / name
+    fc = FinetuneConfig(strategy=name, updates_per_episode=2, settle_steps=2, seed=3)
+
+    def crash_on_second(path):
+        if path.name.endswith("-ft0001.npz"):
+            raise Crash(path.name)
+
+    tuner = Finetuner(pretrained, out, "unseen-1", fc, offline_data, log=None)
+    collector = SimCollector("unseen-1", fc.seed)
+    with pytest.raises(Crash):
+        tuner.run(collector, 2, after_write=crash_on_second)
+    collector.close()
+    saved = ckpt.load(out)["expansion"]
+    assert saved["strategy"] == name and saved["prepared"]
+
+    resumed = Finetuner(pretrained, out, "unseen-1", FinetuneConfig(), None, log=None)
+    assert resumed.strategy.name == name
+    assert _same(resumed.strategy.state_dict(), saved)  # restored as checkpointed
+    collector = SimCollector("unseen-1", fc.seed)
+    resumed.run(collector, 2)
+    collector.close()
+    files = [p.name for p in online_files(out)]
+    assert len(files) == 2 and ckpt.load(out)["applied"] == files
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == digest  # pretrained run untouched
+
+
+def test_a_checkpoint_of_one_strategy_does_not_load_into_another(pretrained):
+    pex = make_strategy(load_agent(pretrained), FinetuneConfig(horizon=EPISODE_STEPS))
+    other = make_strategy(
+        load_agent(pretrained), FinetuneConfig(strategy="safedreamer", horizon=EPISODE_STEPS)
+    )
+    with pytest.raises(ValueError, match="strategy 'pex', not 'safedreamer'"):
+        other.load_state_dict(pex.state_dict())
+
+
+def test_pid_lagrangian_by_hand():
+    """Stooke et al. 2020 Algorithm 2 with SafeDreamer's smoothing (policy/lagrangian.py)."""
+    pid = PIDLagrangian(kp=1.0, ki=0.5, kd=2.0, limit=1.0, delay=2, ema=0.5, lambda_init=0.3)
+    assert pid.lagrange == 0.3
+    # J = 3: delta 2, I 2, P 0.5*0 + 0.5*2 = 1, D 0.5*3 = 1.5, dD = 1.5 - 0; 1 + 1 + 3 = 5
+    assert pid.step(3.0) == pytest.approx(5.0)
+    # J = 0: delta -1, I 1, P 0, D 0.75, dD = 0.75 - D two updates ago (0); 0 + 0.5 + 1.5
+    assert pid.step(0.0) == pytest.approx(2.0)
+    # J = 0: I = max(0, 0) (anti-windup), P -0.5, D 0.375 below 1.5: dD 0; clipped at 0
+    assert pid.step(0.0) == 0.0 and pid.integral == 0.0
+    capped = PIDLagrangian(kp=0.0, ki=10.0, kd=0.0, limit=0.0, lambda_max=4.0)
+    assert capped.step(1.0) == 4.0  # 10 * 1 bounded by lambda_max
+    restored = PIDLagrangian(kp=1.0, ki=0.5, kd=2.0, limit=1.0, delay=2, ema=0.5)
+    restored.load_state_dict(pid.state_dict())
+    assert restored.step(2.0) == pid.step(2.0)  # resume is exact
+
+
+def test_lagrangian_advantage_and_reached_weights_by_hand():
+    # (1 - 3 * 2) / (1 + 3) = -1.25; lambda = 0 leaves A^r
+    adv = lagrangian_advantage(torch.tensor([1.0, 1.0]), torch.tensor([2.0, 2.0]), 3.0)
+    assert torch.allclose(adv, torch.tensor([-1.25, -1.25]))
+    assert torch.equal(lagrangian_advantage(torch.tensor([0.7]), torch.tensor([5.0]), 0.0),
+                       torch.tensor([0.7]))  # fmt: skip
+    cont = torch.tensor([[1.0], [0.5], [0.2]])  # continuation of imagined states 1, 2, 3
+    assert torch.allclose(reached_weights(cont), torch.tensor([[1.0], [1.0], [0.5]]))
+
+
+def _imagined(agent, ret_r: float, ret_c: float, horizon: int = 3, n: int = 64):
+    g = torch.Generator().manual_seed(0)
+    feat = torch.randn(horizon + 1, n, agent.wm.feat_dim, generator=g)
+    with torch.no_grad():
+        action = agent.actor.dist(feat[:-1]).mean + 0.5  # one direction away from the mean
+        base_r, base_c = agent.v_r_slow(feat[:-1]), agent.v_c_slow(feat[:-1])
+    return {
+        "feat": feat,
+        "action": action.clamp(-1, 1),
+        "cont": torch.ones(horizon, n),
+        "ret_r": base_r + ret_r,  # advantage ret_r over the slow value
+        "ret_c": base_c + ret_c,
+    }
+
+
+@pytest.mark.parametrize(("ret_r", "ret_c", "lam", "rises"), [
+    (5.0, 0.0, 0.0, True),  # a rewarding imagined action becomes more likely
+    (0.0, 5.0, 10.0, False),  # a costly one, with the multiplier up, less likely
+])  # fmt: skip
+def test_safedreamer_actor_loss_follows_the_lagrangian_advantage(
+    pretrained, ret_r, ret_c, lam, rises
+):
+    agent = load_agent(pretrained)
+    sd = SafeDreamerFinetune(agent, FinetuneConfig(strategy="safedreamer", horizon=EPISODE_STEPS,
+                                                   pid_ki=0.0))  # fmt: skip
+    sd.pid.lagrange = lam
+    imagined = _imagined(agent, ret_r, ret_c)
+
+    def logp() -> float:
+        with torch.no_grad():
+            d = agent.actor.dist(imagined["feat"][:-1])
+            return float(d.log_prob(imagined["action"]).sum(-1).mean())
+
+    before = logp()
+    for _ in range(5):
+        loss, metrics = sd.actor_loss(imagined)
+        agent._update("actor", loss, agent.actor.parameters())
+    assert (logp() > before) == rises
+    assert float(metrics["safedreamer/j_c"]) == pytest.approx(float(imagined["ret_c"][0].mean()))
+
+
+def test_safedreamer_multiplier_rises_while_the_imagined_cost_exceeds_the_limit(pretrained):
+    agent = load_agent(pretrained)
+    fc = FinetuneConfig(strategy="safedreamer", horizon=EPISODE_STEPS, pid_cost_limit=0.1)
+    sd = make_strategy(agent, fc)
+    assert agent.actor_objective == sd.actor_loss  # the agent's behaviour step calls it
+    start = sd.multiplier()
+    lams = []
+    for _ in range(3):
+        sd.actor_loss(_imagined(agent, 0.0, 1.0))  # J_c = V_c + 1 > 0.1
+        lams.append(sd.multiplier())
+    assert start < lams[0] < lams[1] < lams[2]
