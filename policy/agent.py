@@ -84,6 +84,7 @@ class FOSPAgent(nn.Module):
         self._behaviour_steps = 0
         self.settled_at = -1  # world-model step at which `settle` last ran
         self.behaviour_repeats = 0  # finetuning's override of cfg.agent.behaviour_repeats
+        self.learn_world_model = True  # finetuning may freeze it (FinetuneConfig.world_model)
         # finetuning strategies with their own actor loss (policy/safedreamer.py): called with
         # the imagined rollouts {feat, action, cont, ret_r, ret_c}, returns (loss, metrics)
         self.actor_objective: Callable[[dict[str, Tensor]], tuple[Tensor, dict]] | None = None
@@ -125,8 +126,12 @@ class FOSPAgent(nn.Module):
         tensors (no host sync). `policy_weight(adv_r, adv_c, feasible, phi, valid)` replaces
         eq. 19's weight and its 1/Z (finetuning, policy/expansion.py); None keeps eq. 19."""
         a = self.cfg.agent
-        wm_loss, metrics, feat = self.wm.loss(batch)
-        metrics["wm/grad_norm"] = self._update("model", wm_loss, self.wm.parameters())
+        if self.learn_world_model:
+            wm_loss, metrics, feat = self.wm.loss(batch)
+            metrics["wm/grad_norm"] = self._update("model", wm_loss, self.wm.parameters())
+        else:  # finetuning with a frozen representation: the loss is reported, not followed
+            with torch.no_grad():
+                wm_loss, metrics, feat = self.wm.loss(batch)
         with torch.no_grad():  # how often the heads predict the events the labels hold
             feat_d = feat.detach()
             metrics["rate/cost_true"] = (batch["cost"] > 0).float().mean()

@@ -243,6 +243,10 @@ class FinetuneConfig:
     # behaviour steps per update while finetuning (0: the preset's): with the preset's 8 the
     # actor over-fit the first online episodes (unseen-1 during CV 30 %, after 35 %; 4: see docs)
     behaviour_repeats: int = _opt(4, check="non_negative")
+    # learn = the world model keeps learning online (Algorithm 1 line 17); frozen = it does
+    # not, so the features every actor and critic reads keep their meaning (a frozen actor on a
+    # learning world model is a different policy: docs/algorithm.md "representation drift")
+    world_model: str = _opt("learn", choices=("learn", "frozen"))
     # actor of the critics' imagined rollouts: offline | new
     imagine_with: str = _opt("offline", choices=("offline", "new"))
     # cap of the execution noise (the scripted operators: std 0.25)

@@ -213,6 +213,7 @@ class Finetuner:
         self.agent.replay_online_from = len(self.replay)  # rows after this are online
         self.agent.online_share = fcfg.online_share
         self.agent.behaviour_repeats = fcfg.behaviour_repeats
+        self.agent.learn_world_model = fcfg.world_model == "learn"
         self.applied: list[str] = []
         if resume:
             state = ckpt.load(self.out, self.cfg, map_location=dev, keys=ckpt.FINETUNE_KEYS)

@@ -201,7 +201,7 @@ def run_table3(
     (resumable), each with `fcfg` (its strategy and seed set per row). `stage(text)` announces
     each phase (default: `log`); `fosp demo` runs this with one task, one seed and PEX."""
     stage = stage or log
-    from policy.finetune import Finetuner, SimCollector
+    from policy.finetune import LOG, Finetuner, SimCollector
     from policy.train import load_agent
 
     out = Path(out)
@@ -237,6 +237,7 @@ def run_table3(
                     collector.close()
                 s = tuner.summary()
                 wall = time.perf_counter() - start
+                plot_learning_curve(run_dir / LOG, run_dir / "finetune_curve.png", before)
                 rows.append(
                     Row(strategy, task, seed, "during", s["episodes"], s["successes"],
                         s["violations"], wall)

@@ -161,3 +161,27 @@ def test_safedreamer_multiplier_rises_while_the_imagined_cost_exceeds_the_limit(
         sd.actor_loss(_imagined(agent, 0.0, 1.0))  # J_c = V_c + 1 > 0.1
         lams.append(sd.multiplier())
     assert start < lams[0] < lams[1] < lams[2]
+
+
+def test_a_frozen_world_model_keeps_the_offline_policy_exactly_the_offline_policy(
+    pretrained, offline_data, tmp_path
+):
+    """Issue 10: on a learning world model the frozen offline actor reads features whose meaning
+    changes (unseen-3: 90 / 55 before, 40 / 50 alone after 20 PEX episodes). With
+    world_model = frozen the world model is not written and the frozen actor acts as offline."""
+    from policy.finetune import finetune_sim
+
+    fc = FinetuneConfig(updates_per_episode=2, settle_steps=2, world_model="frozen")
+    tuner = finetune_sim(pretrained, tmp_path / "wm", "unseen-1", 1, fc, offline_data, log=None)
+    offline = load_agent(pretrained)
+    for (name, p), q in zip(tuner.agent.wm.state_dict().items(), offline.wm.state_dict().values(),
+                            strict=True):  # fmt: skip
+        assert torch.equal(p, q), name
+    assert tuner.agent.step_count > offline.step_count  # the updates ran
+    learning = finetune_sim(
+        pretrained, tmp_path / "learn", "unseen-1", 1,
+        FinetuneConfig(updates_per_episode=2, settle_steps=2), offline_data, log=None,
+    )  # fmt: skip
+    pairs = zip(learning.agent.wm.parameters(), offline.wm.parameters(), strict=True)
+    changed = [not torch.equal(p, q) for p, q in pairs]
+    assert any(changed)  # the default keeps Algorithm 1's world-model updates
