@@ -69,7 +69,7 @@ def fingerprint(run: str) -> dict:
     collector = SimCollector("unseen-1", 0)
     try:
         episode = collector.collect(
-            PolicyExpansion(agent, FinetuneConfig(horizon=EPISODE_STEPS)), 0
+            PolicyExpansion(agent, FinetuneConfig(strategy="pex", horizon=EPISODE_STEPS)), 0
         )
     finally:
         collector.close()

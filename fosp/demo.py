@@ -4,7 +4,8 @@
 2. the paper-mix dataset collected by the scripted operators (200 episodes), its statistics,
    plot and a filmstrip per category (dataset_stats.png, episodes.png);
 3. offline pretraining (`small` preset);
-4. FOSP's Table 3 protocol (policy/table3.py `run_table3`, one task, one seed, PEX): SR / CV of
+4. FOSP's Table 3 protocol (policy/table3.py `run_table3`, one task, one seed, the default
+   finetuning strategy `direct`): SR / CV of
    the offline policy on an unseen task (before), few-shot online finetuning there with safe
    policy expansion (during: the episodes themselves), SR / CV of the finetuned composite policy
    (after); the table (table3.md / .csv), its bar plot (table3.png) and the finetuning run's
@@ -38,7 +39,7 @@ class DemoConfig:
     pretrain_steps: int = option(500, check="positive")  # small preset steps
     task: str = option("unseen-1", check="task")  # unseen task to finetune on
     tests: int = option(20, check="positive")  # test episodes before / after
-    finetune_episodes: int = option(10, check="positive")  # online episodes of PEX
+    finetune_episodes: int = option(10, check="positive")  # online finetuning episodes
     updates_per_episode: int = option(20, check="positive")  # gradient steps per online episode
     seed: int = option(TEST_LAYOUT_SEED, check="seed")  # the first test episode's layout seed
 
@@ -102,7 +103,7 @@ def run_demo(args: argparse.Namespace) -> int:
     task = cfg.task
     protocol = Table3Config(
         tasks=task, tests=cfg.tests, finetune_episodes=cfg.finetune_episodes, seeds=1,
-        strategies="pex", eval_seed=cfg.seed,
+        strategies=FinetuneConfig.strategy, eval_seed=cfg.seed,
     )  # fmt: skip
     finetuning = FinetuneConfig(updates_per_episode=cfg.updates_per_episode)
     rows, summary = run_table3(
@@ -110,7 +111,7 @@ def run_demo(args: argparse.Namespace) -> int:
         stage=lambda text: stage(f"[4/4] Table 3 protocol: {text}"),
     )  # fmt: skip
     before = next(r for r in rows if r.phase == "before")
-    log = finetune_dir(out, "pex", 0, task) / "finetune.jsonl"
+    log = finetune_dir(out, FinetuneConfig.strategy, 0, task) / "finetune.jsonl"
     curve = plot_learning_curve(log, out / "finetune_curve.png", before)
     print(f"table: {out / 'table3.md'}, table3.csv, table3.png; learning curve: {curve}")
     print(markdown(summary))

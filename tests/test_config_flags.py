@@ -34,7 +34,7 @@ def test_unset_flags_keep_the_dataclass_defaults_and_set_ones_override():
     )  # fmt: skip
     cfg = FinetuneConfig(**values(args, FinetuneConfig))
     assert (cfg.updates_per_episode, cfg.selection, cfg.sample_actions) == (7, "step", False)
-    assert cfg.online_share == 0.25 and cfg.strategy == "pex"
+    assert cfg.online_share == 0.25 and cfg.strategy == FinetuneConfig.strategy == "direct"
 
 
 @pytest.mark.parametrize(
@@ -48,10 +48,10 @@ def test_bad_values_are_refused(argv):
 
 
 def test_ros_parameters_typed_checked_and_empty_means_unset():
-    params = {"updates_per_episode": "12", "strategy": "direct", "init": "", "seed": 3,
+    params = {"updates_per_episode": "12", "strategy": "pex", "init": "", "seed": 3,
               "sample_actions": "false"}  # fmt: skip
     cfg = FinetuneConfig(**from_params(FinetuneConfig, params.get))
-    assert (cfg.updates_per_episode, cfg.strategy, cfg.init, cfg.seed) == (12, "direct", "copy", 3)
+    assert (cfg.updates_per_episode, cfg.strategy, cfg.init, cfg.seed) == (12, "pex", "copy", 3)
     assert cfg.sample_actions is False
     with pytest.raises(UserError, match="~strategy: 'banana' is not one of pex, direct"):
         from_params(FinetuneConfig, {"strategy": "banana"}.get)

@@ -96,7 +96,7 @@ def _obs(rng):
 
 def test_act_uses_eq21_on_each_proposals_own_q_from_the_current_state():
     agent = FOSPAgent(resolve("tiny"))
-    fc = FinetuneConfig(inv_temperature=10.0, horizon=80, seed=3, selection="step")
+    fc = FinetuneConfig(strategy="pex", inv_temperature=10.0, horizon=80, seed=3, selection="step")
     pex = PolicyExpansion(agent, fc)
     gamma = agent.cfg.agent.gamma
     q_star = return_upper_bound(1.0, gamma, 80)
@@ -135,8 +135,9 @@ def test_chunk_selection_spreads_when_one_actor_is_clearly_worse(monkeypatch):
     the choice holds for `chunk` steps."""
     agent = FOSPAgent(resolve("tiny"))
     fc = FinetuneConfig(
-        inv_temperature=10.0, seed=1, selection="chunk", chunk=5, rollouts=4, horizon=EPISODE_STEPS
-    )
+        strategy="pex", inv_temperature=10.0, seed=1, selection="chunk", chunk=5, rollouts=4,
+        horizon=EPISODE_STEPS,
+    )  # fmt: skip
     pex = PolicyExpansion(agent, fc)
     offline, online = FixedActor([0.8] * 6), FixedActor([-0.8] * 6)
     pex.frozen, agent.actor = offline, online
@@ -173,7 +174,7 @@ def test_frozen_policy_stays_bit_for_bit_and_the_rest_learns(pretrained, offline
     offline = load_agent(pretrained)
     before = {k: v.clone() for k, v in offline.actor.state_dict().items()}
     critic_before = {k: v.clone() for k, v in offline.q_r.state_dict().items()}
-    fc = FinetuneConfig(updates_per_episode=3, init="copy")
+    fc = FinetuneConfig(strategy="pex", updates_per_episode=3, init="copy")
     tuner = finetune_sim(pretrained, tmp_path / "ft", "unseen-1", 2, fc, offline_data, log=None)
     frozen = tuner.strategy.frozen
     assert all(not p.requires_grad for p in frozen.parameters())
@@ -196,7 +197,9 @@ def test_frozen_policy_stays_bit_for_bit_and_the_rest_learns(pretrained, offline
 
 def test_scratch_init_is_a_new_network(pretrained):
     agent = load_agent(pretrained)
-    pex = PolicyExpansion(agent, FinetuneConfig(init="scratch", horizon=EPISODE_STEPS))
+    pex = PolicyExpansion(
+        agent, FinetuneConfig(strategy="pex", init="scratch", horizon=EPISODE_STEPS)
+    )
     offline_w = next(iter(pex.frozen.state_dict().values()))
     new_w = next(iter(agent.actor.state_dict().values()))
     assert not torch.equal(offline_w, new_w)
@@ -229,7 +232,7 @@ def test_finetuning_keeps_log_pi_of_the_data_bounded(pretrained, offline_data, t
     """Issue 10: eq. 23's linear weight on replay actions drove log pi(data) of the new actor to
     -25 (the frozen actor: -0.8). With eq. 19's positive weights (default) the new actor stays
     as likely on the data as the offline one; the linear ablation is measured beside it."""
-    fc = FinetuneConfig(updates_per_episode=10, actor_weight=weight, seed=2)
+    fc = FinetuneConfig(strategy="pex", updates_per_episode=10, actor_weight=weight, seed=2)
     tuner = finetune_sim(pretrained, tmp_path / weight, "unseen-1", 2, fc, offline_data, log=None)
     cache = tuner.agent.cache
     cache.refresh(tuner.agent.wm)

@@ -21,7 +21,7 @@ class Crash(RuntimeError):
 
 def test_resume_after_a_crash_loses_and_duplicates_nothing(pretrained, offline_data, tmp_path):
     out, k = tmp_path / "ft", 2
-    fc = FinetuneConfig(updates_per_episode=k, seed=5)
+    fc = FinetuneConfig(strategy="pex", updates_per_episode=k, seed=5)
 
     def crash_on_second(path):
         if path.name.endswith("-ft0001.npz"):

@@ -51,6 +51,7 @@ def test_policy_node_finetunes_full_episodes_over_ros(roscore, pretrained, offli
         assert ep.metadata["env"] == "ros" and ep.num_actions == 80
         counts, misses = ep.metadata["policy_counts"], ep.metadata["deadline_misses"]
         assert sum(counts) + misses == 80
+        assert len(ep.metadata["acted_by"]) == 80  # who acted, per step (-1: held)
         # the sim backend's truth, labelled by the simulated operator (2-step delay)
         for field in ("reward", "cost"):
             assert np.array_equal(ep.steps[field], delayed_labels(ep.steps[f"oracle_{field}"], 2))
@@ -67,6 +68,7 @@ def test_deadline_miss_holds_the_arm(roscore, pretrained, offline_data, tmp_path
 
     ep = Dataset(out / "online").read(path)
     assert ep.metadata["deadline_misses"] == 80 and ep.metadata["policy_counts"] == [0, 0]
+    assert ep.metadata["acted_by"] == [-1] * 80  # no actor executed any step
     assert not ep.steps["action"].any()  # the stored actions are what the arm did: nothing
     assert "deadline miss" in log and "misses 80" in log
     # the arm node really held: its pose never moved

@@ -74,7 +74,9 @@ def test_every_strategy_resumes_after_a_crash_with_its_own_state(
 
 
 def test_a_checkpoint_of_one_strategy_does_not_load_into_another(pretrained):
-    pex = make_strategy(load_agent(pretrained), FinetuneConfig(horizon=EPISODE_STEPS))
+    pex = make_strategy(
+        load_agent(pretrained), FinetuneConfig(strategy="pex", horizon=EPISODE_STEPS)
+    )
     other = make_strategy(
         load_agent(pretrained), FinetuneConfig(strategy="safedreamer", horizon=EPISODE_STEPS)
     )
@@ -171,7 +173,7 @@ def test_a_frozen_world_model_keeps_the_offline_policy_exactly_the_offline_polic
     world_model = frozen the world model is not written and the frozen actor acts as offline."""
     from policy.finetune import finetune_sim
 
-    fc = FinetuneConfig(updates_per_episode=2, settle_steps=2, world_model="frozen")
+    fc = FinetuneConfig(strategy="pex", updates_per_episode=2, settle_steps=2, world_model="frozen")
     tuner = finetune_sim(pretrained, tmp_path / "wm", "unseen-1", 1, fc, offline_data, log=None)
     offline = load_agent(pretrained)
     for (name, p), q in zip(tuner.agent.wm.state_dict().items(), offline.wm.state_dict().values(),
