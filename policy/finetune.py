@@ -308,10 +308,11 @@ class Finetuner:
         called between writing an episode and its updates (tests inject a crash there)."""
         reports = []
         if not self.strategy.prepared:  # before the first online episode, once per run
-            self.log(f"preparing {self.fcfg.strategy} ...")
-            for key, value in self.strategy.prepare(self.log).items():
-                self.log(f"  {key}: {value:.4g}")
-            self.save()
+            prepared = self.strategy.prepare(self.log)
+            for key, value in prepared.items():
+                self.log(f"prepare {self.fcfg.strategy}: {key} {value:.4g}")
+            if prepared:  # a strategy that did work before episode 0 keeps it on a crash
+                self.save()
         for path in online_files(self.out):  # written before a crash, updates not applied
             if path.name not in self.applied:
                 reports.append(self._apply(path, self.online.read(path), float("nan")))

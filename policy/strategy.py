@@ -146,7 +146,7 @@ class FinetuneStrategy:
 
 
 def strategy_class(name: str) -> type[FinetuneStrategy]:
-    if name not in REGISTRY or name not in STRATEGIES:
+    if name not in REGISTRY:  # the registry and STRATEGIES agree (a test checks)
         choices = ", ".join(STRATEGIES)
         raise ValueError(f"unknown finetuning strategy {name!r}; choose one of {choices}")
     module, cls = REGISTRY[name].split(":")
