@@ -32,6 +32,10 @@ from policy.world_model import State, WorldModel
 
 # (adv_r, adv_c, feasible, phi, valid) -> per-row weight of log pi (eq. 19 or eq. 23)
 PolicyWeight = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
+# a strategy's actor loss: (imagined rollouts, behaviour rows) -> (loss, metrics)
+ActorObjective = Callable[[dict[str, Tensor], dict[str, Tensor]], tuple[Tensor, dict]]
+# a strategy's Q losses: behaviour rows -> ({"r": loss of Q, "c": loss of Q_c}, metrics)
+QObjective = Callable[[dict[str, Tensor]], tuple[dict[str, Tensor], dict]]
 
 
 def adam(params, lr: float, cfg) -> torch.optim.Adam:
@@ -85,9 +89,14 @@ class FOSPAgent(nn.Module):
         self.settled_at = -1  # world-model step at which `settle` last ran
         self.behaviour_repeats = 0  # finetuning's override of cfg.agent.behaviour_repeats
         self.learn_world_model = True  # finetuning may freeze it (FinetuneConfig.world_model)
-        # finetuning strategies with their own actor loss (policy/safedreamer.py): called with
-        # the imagined rollouts {feat, action, cont, ret_r, ret_c}, returns (loss, metrics)
-        self.actor_objective: Callable[[dict[str, Tensor]], tuple[Tensor, dict]] | None = None
+        # finetuning strategies with their own actor loss (policy/safedreamer.py, marvel.py):
+        # called with the imagined rollouts {feat, action, cont, ret_r, ret_c} and the behaviour
+        # rows, returns (loss, metrics)
+        self.actor_objective: ActorObjective | None = None
+        # ... and with their own Q losses (policy/marvel.py: soft fitted-Q evaluation): called
+        # with the behaviour rows, returns ({"r": loss of Q, "c": loss of Q_c}, metrics); they
+        # replace eqs. 9-10 for Q and Q_c (V, V_c and the REF learn as offline)
+        self.q_objective: QObjective | None = None
 
     def new_actor(self) -> Actor:
         """A freshly initialised actor of this agent's architecture (on its device once the
@@ -209,6 +218,9 @@ class FOSPAgent(nn.Module):
             "cost_to_go": flat(O.discounted_to_go(batch["cost"], cont, a.gamma)[:, :-1]),
             "feat_next": flat(feat[:, 1:]),
             "has_next": torch.ones_like(flat(rets[0])),
+            "reward_next": flat(batch["reward"][:, 1:]),
+            "cost_next": flat(batch["cost"][:, 1:]),
+            "cont_next": flat(cont[:, 1:]),
             "violation": flat((batch["cost"][:, :-1] > 0).float()),
             "valid": flat((~batch["is_last"][:, :-1]).float()),
         }
@@ -224,6 +236,9 @@ class FOSPAgent(nn.Module):
             "cost_to_go": c.cost_to_go[rows],
             "feat_next": c.feat[c.next[rows]],
             "has_next": c.has_next[rows].float(),
+            "reward_next": c.reward[c.next[rows]],
+            "cost_next": c.cost[c.next[rows]],
+            "cont_next": c.cont[c.next[rows]],
             "violation": (c.cost[rows] > 0).float(),
             "valid": c.valid[rows].float(),
         }
@@ -256,13 +271,20 @@ class FOSPAgent(nn.Module):
         metrics: dict[str, Tensor] = {}
         critic_loss = torch.zeros((), device=feat.device)
         adv = {}
+        q_losses = None
+        if self.q_objective is not None:
+            q_losses, q_metrics = self.q_objective(d)
+            metrics.update(q_metrics)
         for k, q_net, v_net, kappa in (
             ("r", self.q_r, self.v_r, a.expectile),
             ("c", self.q_c, self.v_c, a.expectile_c),
         ):
             ret_d = d[f"ret_{k}"]
-            loss_q1 = q_net.loss(feats[:-1], ret_i[k], actions).mean()  # eq. 9
-            loss_q2 = mean_valid(q_net.loss(feat, ret_d, act))  # eq. 10 (in-sample lambda)
+            if q_losses is None:
+                loss_q1 = q_net.loss(feats[:-1], ret_i[k], actions).mean()  # eq. 9
+                loss_q2 = mean_valid(q_net.loss(feat, ret_d, act))  # eq. 10 (in-sample lambda)
+            else:  # the strategy's Q loss (reported in the eq. 10 slot)
+                loss_q1, loss_q2 = torch.zeros((), device=feat.device), q_losses[k]
             v_pred = v_net(feat)
             weight = O.expectile_weight(ret_d, v_pred.detach(), kappa)  # eq. 7
             loss_v = mean_valid(weight * v_net.loss(feat, ret_d))
@@ -291,7 +313,7 @@ class FOSPAgent(nn.Module):
         else:  # a finetuning strategy's own actor loss on the imagined rollouts
             imagined = {"feat": feats, "action": actions, "cont": cont_i,
                         "ret_r": ret_i["r"], "ret_c": ret_i["c"]}  # fmt: skip
-            actor_loss, actor_metrics = self.actor_objective(imagined)
+            actor_loss, actor_metrics = self.actor_objective(imagined, d)
             metrics.update(actor_metrics)
             metrics["actor/grad_norm"] = self._update("actor", actor_loss, self.actor.parameters())
             metrics["actor/loss"] = actor_loss.detach()

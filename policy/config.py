@@ -196,7 +196,8 @@ def resolve(
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
 
 
-STRATEGIES = ("pex", "direct", "safedreamer")  # finetuning strategies (policy/strategy.py)
+# finetuning strategies (policy/strategy.py)
+STRATEGIES = ("pex", "direct", "safedreamer", "marvel")
 
 
 @dataclass(frozen=True)
@@ -258,13 +259,31 @@ class FinetuneConfig:
     pid_kp: float = _opt(0.0, check="non_negative")  # safedreamer: proportional gain K_P
     pid_ki: float = _opt(0.1, check="non_negative")  # safedreamer: integral gain K_I
     pid_kd: float = _opt(0.0, check="non_negative")  # safedreamer: derivative gain K_D
-    pid_delay: int = _opt(10, check="positive")  # updates between the derivative's two costs
-    pid_ema: float = _opt(0.95, check="unit")  # smoothing of the P error and of the D cost
+    # safedreamer, marvel: updates between the derivative's two costs
+    pid_delay: int = _opt(10, check="positive")
+    pid_ema: float = _opt(0.95, check="unit")  # safedreamer, marvel: smoothing of P error, D cost
     pid_lambda_init: float = _opt(0.001, check="non_negative")  # safedreamer: lambda at start
     pid_lambda_max: float = _opt(100.0, check="positive")  # safedreamer: lambda's upper bound
     # d: bound on the imagined discounted cost return per start state (the bound FOSP's
     # feasibility gate puts on the cost to go, AgentConfig.cost_limit)
     pid_cost_limit: float = _opt(0.1, check="non_negative")
+    # marvel (Chen et al.; defaults: their Table 6): VPA steps before the first online episode
+    # (soft fitted-Q evaluation of the offline policy on the offline data), the entropy
+    # coefficients of its reward and cost targets, SAC-Lagrangian's alpha in the actor loss
+    vpa_steps: int = _opt(2000, check="non_negative")
+    vpa_alpha_r: float = _opt(1e-3, check="non_negative")  # marvel: alpha_r of the Q target
+    vpa_alpha_c: float = _opt(5e-4, check="non_negative")  # marvel: alpha_c of the Q_c target
+    sac_alpha: float = _opt(5e-3, check="non_negative")  # marvel: the actor's entropy weight
+    # marvel's aPID on the discounted episode cost (gains adapt within [0.1, 10] x these)
+    apid_kp: float = _opt(1e-4, check="non_negative")  # marvel: initial K_P
+    apid_ki: float = _opt(1e-5, check="non_negative")  # marvel: initial K_I
+    apid_kd: float = _opt(1e-5, check="non_negative")  # marvel: initial K_D
+    apid_eta_p: float = _opt(0.05, check="non_negative")  # marvel: adaptation rate of K_P
+    apid_eta_i: float = _opt(0.05, check="non_negative")  # marvel: adaptation rate of K_I
+    apid_eta_d: float = _opt(0.05, check="non_negative")  # marvel: adaptation rate of K_D
+    # marvel: d on the discounted episode cost (1: about one cost step per episode)
+    apid_cost_limit: float = _opt(1.0, check="non_negative")
+    apid_lambda_max: float = _opt(100.0, check="positive")  # marvel: lambda's upper bound
     label_delay: int = _opt(2, check="non_negative")  # simulated operator's reaction delay (steps)
     sample_actions: bool = True  # proposals sampled from each actor while finetuning
     seed: int = _opt(0, check="seed")  # finetuning seed: online layouts, sampling, batches

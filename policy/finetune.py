@@ -270,6 +270,7 @@ class Finetuner:
         return means, time.perf_counter() - start
 
     def _apply(self, path: Path, episode: Episode, t_episode: float) -> EpisodeReport:
+        self.strategy.observe_episode(episode)
         losses, t_updates = self.updates(self.fcfg.updates_per_episode)
         losses.update(self.strategy.end_episode(episode))
         self.applied.append(path.name)

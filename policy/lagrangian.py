@@ -1,5 +1,6 @@
 """Multipliers: the augmented Lagrangian of FOSP's feasible part (eqs. 17, 26-29; As et al.
-2022) and the PID Lagrangian of the safedreamer finetuning strategy (Stooke et al. 2020).
+2022), the PID Lagrangian of the safedreamer finetuning strategy (Stooke et al. 2020) and
+Marvel's adaptive PID (aPID, its eqs. 10-15) of the marvel strategy.
 
 The hard constraint is V_c(s) = 0. Phi (eq. 17 = 29) is the penalty the actor sees; lambda_p
 follows eq. 27 once per gradient step; the penalty mu never decreases (mu^{k+1} = mu^k (1 + nu)).
@@ -9,6 +10,7 @@ nu = 5e-9 must not round back to mu^0), so an update never syncs the host.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import torch
@@ -101,9 +103,13 @@ class PIDLagrangian:
         self.cost = self.ema * self.cost + (1 - self.ema) * float(j_c)
         derivative = max(0.0, self.cost - self.history[0])
         self.history.append(self.cost)
+        self._adapt()
         raw = self.kp * self.p_error + self.ki * self.integral + self.kd * derivative
         self.lagrange = min(max(raw, 0.0), self.lambda_max)
         return self.lagrange
+
+    def _adapt(self) -> None:
+        """Gain schedule before lambda is formed (plain PID: fixed gains)."""
 
     def state_dict(self) -> dict:
         return {
@@ -115,3 +121,50 @@ class PIDLagrangian:
         self.integral, self.p_error = float(state["integral"]), float(state["p_error"])
         self.cost, self.lagrange = float(state["cost"]), float(state["lagrange"])
         self.history = deque((float(x) for x in state["history"]), maxlen=self.history.maxlen)
+
+
+class AdaptivePIDLagrangian(PIDLagrangian):
+    """Marvel's aPID (Chen et al., §4, eqs. 10-15): the position-form PID above on the episode
+    cost, with gains adapted from the buffer B of the last `delay` smoothed costs (the one the
+    lagged derivative reads), mean mu_B and std sigma_B. The extracted text lost eqs. 13-15;
+    this reading follows its prose (docs/algorithm.md "marvel"):
+
+        rho  = tanh((mu_B - d) / max(d, 1))                   relative violation, in (-1, 1)
+        K_P <- clip(K_P (1 + eta_P rho))                      (13) strong far above the limit,
+        K_I <- clip(K_I (1 + eta_I rho))                      (14) gentle at and below it
+        K_D <- min(K_D (1 + eta_D sigma_B / (|mu_B| + max(d, 1))), 10 K_D^0)
+                                                              (15) damping grows with
+                                                              volatility, never falls, plateaus
+                                                              once the smoothed cost is steady
+    clip bounds each gain to [0.1, 10] x its initial value (Marvel's bounds)."""
+
+    def __init__(
+        self, kp: float, ki: float, kd: float, limit: float, delay: int = 10,
+        ema: float = 0.95, lambda_max: float = float("inf"),
+        eta: tuple[float, float, float] = (0.05, 0.05, 0.05),
+        bounds: tuple[float, float] = (0.1, 10.0),
+    ):  # fmt: skip
+        super().__init__(kp, ki, kd, limit, delay, ema, 0.0, lambda_max)
+        if min(eta) < 0 or not 0 < bounds[0] <= 1 <= bounds[1]:
+            raise ValueError("need adaptation rates >= 0 and gain bounds lo <= 1 <= hi, lo > 0")
+        self.initial = (kp, ki, kd)
+        self.eta, self.bounds = eta, bounds
+
+    def _adapt(self) -> None:
+        buffer = list(self.history)
+        mu = sum(buffer) / len(buffer)
+        sigma = (sum((x - mu) ** 2 for x in buffer) / len(buffer)) ** 0.5
+        unit = max(self.limit, 1.0)
+        rho = math.tanh((mu - self.limit) / unit)
+        lo, hi = self.bounds
+        (kp0, ki0, kd0), (eta_p, eta_i, eta_d) = self.initial, self.eta
+        self.kp = min(max(self.kp * (1 + eta_p * rho), lo * kp0), hi * kp0)
+        self.ki = min(max(self.ki * (1 + eta_i * rho), lo * ki0), hi * ki0)
+        self.kd = min(self.kd * (1 + eta_d * sigma / (abs(mu) + unit)), hi * kd0)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "gains": [self.kp, self.ki, self.kd]}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.kp, self.ki, self.kd = (float(g) for g in state["gains"])

@@ -55,7 +55,9 @@ class SafeDreamerFinetune(FinetuneStrategy):
         agent.set_imagination_actor(None)  # imagine with the learning actor
         agent.actor_objective = self.actor_loss
 
-    def actor_loss(self, imagined: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def actor_loss(
+        self, imagined: dict[str, Tensor], rows: dict[str, Tensor] | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """REINFORCE on imagined actions with the Lagrangian advantage; then the PID step."""
         agent, a = self.agent, self.agent.cfg.agent
         feat, action = imagined["feat"][:-1], imagined["action"]  # [H, N, F], [H, N, A]

@@ -6,8 +6,9 @@ checkpoints are shared. A strategy owns only what differs:
 - `prepare(log)`: what happens before the first online episode (once per run; a resumed run
   does not repeat it, the flag is checkpointed);
 - `act(obs, state, deterministic)`: how it acts (one control step);
+- `observe_episode(episode)`: what it reads from a new online episode before its updates;
 - `update(batch)` / `settle(steps)`: what its gradient steps do;
-- `end_episode(episode)`: what moves once per episode (multipliers driven by episode cost);
+- `end_episode(episode)`: what moves once per episode after its updates;
 - `state_dict()` / `load_state_dict()`: what it adds to the checkpoint (resume is exact).
 
 | `--strategy` | module | class |
@@ -15,6 +16,7 @@ checkpoints are shared. A strategy owns only what differs:
 | pex | policy/expansion.py | `PolicyExpansion` (FOSP §4.3) |
 | direct | policy/direct.py | `DirectFinetune` (FOSP's ablation ii) |
 | safedreamer | policy/safedreamer.py | `SafeDreamerFinetune` (Huang et al., PID-Lagrangian) |
+| marvel | policy/marvel.py | `MarvelFinetune` (Chen et al.: VPA + aPID) |
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ REGISTRY = {
     "pex": "policy.expansion:PolicyExpansion",
     "direct": "policy.direct:DirectFinetune",
     "safedreamer": "policy.safedreamer:SafeDreamerFinetune",
+    "marvel": "policy.marvel:MarvelFinetune",
 }
 
 
@@ -108,6 +111,9 @@ class FinetuneStrategy:
             return w / ((w * valid).sum() / valid.sum().clamp_min(1)).clamp_min(1e-8)
         phi = phi if self.cfg.linear_phi else 0.0
         return O.linear_weights(adv_r, adv_c, feasible, phi, a.beta_r, a.beta_c, valid)
+
+    def observe_episode(self, episode: Episode) -> None:
+        """A new online episode, before its K updates (default: nothing)."""
 
     def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """One of the K gradient steps after an episode (Algorithm 1 lines 17-24)."""
