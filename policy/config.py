@@ -197,7 +197,7 @@ def resolve(
 
 
 # finetuning strategies (policy/strategy.py)
-STRATEGIES = ("pex", "direct", "safedreamer", "marvel")
+STRATEGIES = ("pex", "direct", "safedreamer", "marvel", "ocr-cft")
 
 
 @dataclass(frozen=True)
@@ -284,6 +284,17 @@ class FinetuneConfig:
     # marvel: d on the discounted episode cost (1: about one cost step per episode)
     apid_cost_limit: float = _opt(1.0, check="non_negative")
     apid_lambda_max: float = _opt(100.0, check="positive")  # marvel: lambda's upper bound
+    # ocr-cft (Luo et al.; its cost multiplier is marvel's aPID above, its alpha sac_alpha):
+    # soft fitted-Q steps of policy re-evaluation, then value-alignment steps, before episode 0
+    ocr_reeval_steps: int = _opt(2000, check="non_negative")
+    ocr_align_steps: int = _opt(1000, check="non_negative")
+    ocr_kl_init: float = _opt(2.0, check="non_negative")  # ocr-cft: beta at start (the paper's)
+    ocr_kl_lr: float = _opt(0.01, check="non_negative")  # ocr-cft: beta's dual-ascent step
+    # ocr-cft: epsilon on KL(pi_ref || pi) rises linearly over ocr_kl_ramp episodes (the
+    # paper's range for expert data: the mean may move ~0.01 -> ~0.05 at std 0.1)
+    ocr_kl_start: float = _opt(0.005, check="non_negative")
+    ocr_kl_end: float = _opt(0.125, check="non_negative")
+    ocr_kl_ramp: int = _opt(20, check="positive")  # ocr-cft: episodes of epsilon's ramp
     label_delay: int = _opt(2, check="non_negative")  # simulated operator's reaction delay (steps)
     sample_actions: bool = True  # proposals sampled from each actor while finetuning
     seed: int = _opt(0, check="seed")  # finetuning seed: online layouts, sampling, batches

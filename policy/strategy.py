@@ -17,6 +17,7 @@ checkpoints are shared. A strategy owns only what differs:
 | direct | policy/direct.py | `DirectFinetune` (FOSP's ablation ii) |
 | safedreamer | policy/safedreamer.py | `SafeDreamerFinetune` (Huang et al., PID-Lagrangian) |
 | marvel | policy/marvel.py | `MarvelFinetune` (Chen et al.: VPA + aPID) |
+| ocr-cft | policy/ocr_cft.py | `OcrCftFinetune` (Luo et al.: re-evaluation, alignment, CFT) |
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ REGISTRY = {
     "direct": "policy.direct:DirectFinetune",
     "safedreamer": "policy.safedreamer:SafeDreamerFinetune",
     "marvel": "policy.marvel:MarvelFinetune",
+    "ocr-cft": "policy.ocr_cft:OcrCftFinetune",
 }
 
 
