@@ -9,7 +9,7 @@ from pathlib import Path
 DOC = Path(__file__).resolve().parents[1] / "docs" / "algorithm.md"
 MODULES = (
     "objectives", "lagrangian", "networks", "expansion", "world_model", "feature_cache",
-    "strategy", "safedreamer",
+    "strategy", "safedreamer", "soft_ac", "marvel", "ocr_cft",
 )  # fmt: skip
 
 

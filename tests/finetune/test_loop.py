@@ -84,18 +84,19 @@ def test_cli_finetune_and_table3(pretrained, offline_data, tmp_path, capsys):
     code = main(
         ["eval", "table3", "--checkpoint", str(pretrained),
          "--tasks", "unseen-1", "--tests", "1", "--finetune-episodes", "1", "--seeds", "1",
-         "--strategies", "pex,direct,safedreamer", "--updates-per-episode", "1",
-         "--settle-steps", "1", "--out", str(t3)]
+         "--strategies", "pex,direct,safedreamer,marvel,ocr-cft", "--updates-per-episode", "1",
+         "--settle-steps", "1", "--vpa-steps", "2", "--ocr-reeval-steps", "2",
+         "--ocr-align-steps", "2", "--out", str(t3)]
     )  # fmt: skip
     assert code == 0
     table = (t3 / "table3.md").read_text()
-    for strategy in ("pex", "direct", "safedreamer"):
+    for strategy in ("pex", "direct", "safedreamer", "marvel", "ocr-cft"):
         for phase in ("before", "during", "after"):
             assert f"| {strategy} | unseen-1 | {phase} |" in table
         # a per-episode learning curve per strategy
         assert (t3 / strategy / "seed0" / "unseen-1" / "finetune_curve.png").stat().st_size > 0
     assert (t3 / "table3.png").stat().st_size > 0
-    assert len((t3 / "table3.csv").read_text().splitlines()) == 1 + 9
+    assert len((t3 / "table3.csv").read_text().splitlines()) == 1 + 15
     # the plain form still works
     assert (
         main(["eval", "--checkpoint", str(pretrained), "--task", "train", "--episodes", "1"]) == 0
