@@ -36,6 +36,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
+def fisher_interval(r: float, n: int) -> tuple[float, float, float]:
+    """r with its approximate 95 % interval (Fisher's z, se 1.03 / sqrt(n - 3) for Spearman)."""
+    if not np.isfinite(r) or n < 4:
+        return r, float("nan"), float("nan")
+    z, half = np.arctanh(np.clip(r, -0.999999, 0.999999)), 1.96 * 1.03 / np.sqrt(n - 3)
+    return r, float(np.tanh(z - half)), float(np.tanh(z + half))
+
+
 def observe(agent, env, layout_seed: int, prefix: np.ndarray):
     """The agent's state at s_t after the prefix (actions a_0 .. a_(t-1) executed) and s_t's
     pose."""
@@ -161,16 +169,21 @@ def main() -> None:
         f"{t_mc:.0f} s; dataset replay drift max {max(drift) * 1000:.3f} mm, "
         f"{len(drift) - args.starts} of {len(drift)} dropped)\n"
     )
-    print("| VPA | value | dataset | random |\n|---|---|---|---|")
+    print("| VPA | value | dataset [95 %] | random [95 %] |\n|---|---|---|---|")
     for name in ("Q", "Q_c"):
         for phase in ("before", "after"):
-            d, r = table[f"{name} {phase} dataset"], table[f"{name} {phase} random"]
-            print(f"| {phase} | {name} | {d:.3f} | {r:.3f} |")
+            cells = [fisher_interval(table[f"{name} {phase} {kind}"], args.starts)
+                     for kind in ("dataset", "random")]  # fmt: skip
+            print(f"| {phase} | {name} | " + " | ".join(
+                f"{r:.3f} [{lo:.2f}, {hi:.2f}]" for r, lo, hi in cells) + " |")  # fmt: skip
     for kind in ("dataset", "random"):
         print(f"MC {kind}: reward {table[f'MC reward mean {kind}']:.3f}, "
               f"cost {table[f'MC cost mean {kind}']:.3f}")  # fmt: skip
     if args.out:
-        result = {"args": vars(args), "table": table, "vpa": out, "mc_seconds": t_mc}
+        starts_out = [{"kind": r["kind"], "q_before": r["q_before"], "q_after": r["q_after"],
+                       "mc": r["mc"]} for r in rows]  # fmt: skip
+        result = {"args": vars(args), "table": table, "vpa": out, "mc_seconds": t_mc,
+                  "starts": starts_out}  # fmt: skip
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -48,7 +48,8 @@ def test_every_strategy_resumes_after_a_crash_with_its_own_state(
     source = pretrained / ckpt.CHECKPOINT
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     out = tmp_path / name
-    fc = FinetuneConfig(strategy=name, updates_per_episode=2, settle_steps=2, seed=3)
+    fc = FinetuneConfig(strategy=name, updates_per_episode=2, settle_steps=2, seed=3,
+                        vpa_steps=50, ocr_reeval_steps=50, ocr_align_steps=50)  # fmt: skip
 
     def crash_on_second(path):
         if path.name.endswith("-ft0001.npz"):
