@@ -287,13 +287,13 @@ class FinetuneConfig:
     # ocr-cft (Luo et al.; its cost multiplier is marvel's aPID above, its alpha sac_alpha):
     # soft fitted-Q steps of policy re-evaluation, then value-alignment steps, before episode 0
     ocr_reeval_steps: int = _opt(2000, check="non_negative")
-    ocr_align_steps: int = _opt(1000, check="non_negative")
+    ocr_align_steps: int = _opt(1000, check="non_negative")  # ocr-cft: value-alignment steps
     ocr_kl_init: float = _opt(2.0, check="non_negative")  # ocr-cft: beta at start (the paper's)
     ocr_kl_lr: float = _opt(0.01, check="non_negative")  # ocr-cft: beta's dual-ascent step
     # ocr-cft: epsilon on KL(pi_ref || pi) rises linearly over ocr_kl_ramp episodes (the
     # paper's range for expert data: the mean may move ~0.01 -> ~0.05 at std 0.1)
     ocr_kl_start: float = _opt(0.005, check="non_negative")
-    ocr_kl_end: float = _opt(0.125, check="non_negative")
+    ocr_kl_end: float = _opt(0.125, check="non_negative")  # ocr-cft: epsilon after the ramp
     ocr_kl_ramp: int = _opt(20, check="positive")  # ocr-cft: episodes of epsilon's ramp
     label_delay: int = _opt(2, check="non_negative")  # simulated operator's reaction delay (steps)
     sample_actions: bool = True  # proposals sampled from each actor while finetuning
