@@ -17,14 +17,12 @@ policy/soft_ac.py's.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 import torch
 
 from policy.agent import FOSPAgent
 from policy.config import FinetuneConfig
-from policy.lagrangian import AdaptivePIDLagrangian
 from policy.soft_ac import Log, SoftActorCritic
 
 
@@ -74,10 +72,6 @@ class MarvelFinetune(SoftActorCritic):
     def __init__(self, agent: FOSPAgent, cfg: FinetuneConfig):
         super().__init__(agent, cfg)
         self.alphas = (cfg.vpa_alpha_r, cfg.vpa_alpha_c)
-        self.apid = AdaptivePIDLagrangian(
-            cfg.apid_kp, cfg.apid_ki, cfg.apid_kd, cfg.apid_cost_limit, cfg.pid_delay,
-            cfg.pid_ema, cfg.apid_lambda_max, (cfg.apid_eta_p, cfg.apid_eta_i, cfg.apid_eta_d),
-        )  # fmt: skip
 
     def prepare(self, log: Log) -> dict[str, float]:
         """VPA: soft fitted-Q evaluation of the frozen offline policy on the offline data."""
@@ -85,21 +79,8 @@ class MarvelFinetune(SoftActorCritic):
         self.prepared = True
         return out
 
-    def lagrange(self) -> float:
-        return self.apid.lagrange
-
-    def step(self, j_c: float) -> None:
-        self.apid.step(j_c)
-
     def actor_loss(self, imagined, rows):
         loss, metrics = super().actor_loss(imagined, rows)
         gains = {"kp": self.apid.kp, "ki": self.apid.ki, "kd": self.apid.kd}
         metrics.update({f"marvel/{k}": torch.tensor(v) for k, v in gains.items()})
         return loss, metrics
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "apid": self.apid.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.apid.load_state_dict(state["apid"])

@@ -42,7 +42,6 @@ from torch import Tensor
 from data_collection.episode import Episode
 from policy.agent import FOSPAgent, adam
 from policy.config import FinetuneConfig
-from policy.lagrangian import AdaptivePIDLagrangian
 from policy.marvel import fitted_q_evaluation
 from policy.networks import Actor
 from policy.soft_ac import Log, SoftActorCritic
@@ -75,10 +74,6 @@ class OcrCftFinetune(SoftActorCritic):
     def __init__(self, agent: FOSPAgent, cfg: FinetuneConfig):
         super().__init__(agent, cfg)
         self.alphas = (cfg.sac_alpha, cfg.sac_alpha)
-        self.apid = AdaptivePIDLagrangian(
-            cfg.apid_kp, cfg.apid_ki, cfg.apid_kd, cfg.apid_cost_limit, cfg.pid_delay,
-            cfg.pid_ema, cfg.apid_lambda_max, (cfg.apid_eta_p, cfg.apid_eta_i, cfg.apid_eta_d),
-        )  # fmt: skip
         self.reference = self._copy(agent.actor)  # pi_ref: the offline actor to begin with
         self.acting = self._copy(agent.actor)  # the actor that acts in the next episode
         self.best_score = float("-inf")
@@ -165,12 +160,6 @@ class OcrCftFinetune(SoftActorCritic):
         }
         return weight * kl, metrics
 
-    def lagrange(self) -> float:
-        return self.apid.lagrange
-
-    def step(self, j_c: float) -> None:
-        self.apid.step(j_c)
-
     def observe_episode(self, episode: Episode) -> None:
         super().observe_episode(episode)
         self.episodes_seen += 1
@@ -188,7 +177,6 @@ class OcrCftFinetune(SoftActorCritic):
     def state_dict(self) -> dict[str, Any]:
         return {
             **super().state_dict(),
-            "apid": self.apid.state_dict(),
             "reference": self.reference.state_dict(),
             "acting": self.acting.state_dict(),
             "best_score": self.best_score,
@@ -198,7 +186,6 @@ class OcrCftFinetune(SoftActorCritic):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.apid.load_state_dict(state["apid"])
         self.reference.load_state_dict(state["reference"])
         self.acting.load_state_dict(state["acting"])
         self.best_score = float(state["best_score"])

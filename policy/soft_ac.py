@@ -17,8 +17,9 @@ SAC-Lagrangian on replay states (half of them online, as every strategy's batche
     L_pi = mean_s [ alpha log pi(a | s) - Q_r(s, a) + lambda Q_c(s, a) + penalty(s) ],
     a = mean + std eps (reparameterised)
 
-with lambda the subclass's multiplier, stepped after every actor update on J = the discounted
-labelled cost of the latest online episode (`observe_episode`).
+with lambda Marvel's adaptive PID (policy/lagrangian.py `AdaptivePIDLagrangian`; `ocr-cft`
+uses it too), stepped after every actor update on J = the discounted labelled cost of the
+latest online episode (`observe_episode`) against `apid_cost_limit`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from torch import Tensor
 from data_collection.episode import Episode
 from policy.agent import FOSPAgent
 from policy.config import FinetuneConfig
+from policy.lagrangian import AdaptivePIDLagrangian
 from policy.networks import Actor
 from policy.strategy import FinetuneStrategy
 
@@ -53,7 +55,8 @@ def discounted_cost(episode: Episode, gamma: float) -> float:
 
 
 class SoftActorCritic(FinetuneStrategy):
-    """Subclasses set `alphas` (alpha_r, alpha_c of the targets), `lagrange()` and `step(j)`."""
+    """Subclasses set `alphas` (alpha_r, alpha_c of the targets), `prepare` and may add a
+    `penalty` to the actor loss."""
 
     alphas: tuple[float, float] = (0.0, 0.0)
 
@@ -62,6 +65,10 @@ class SoftActorCritic(FinetuneStrategy):
         self.q_r_slow = copy.deepcopy(agent.q_r).requires_grad_(False)
         self.q_c_slow = copy.deepcopy(agent.q_c).requires_grad_(False)
         self.latest_cost = 0.0  # J of the latest online episode (0 before the first)
+        self.apid = AdaptivePIDLagrangian(
+            cfg.apid_kp, cfg.apid_ki, cfg.apid_kd, cfg.apid_cost_limit, cfg.pid_delay,
+            cfg.pid_ema, cfg.apid_lambda_max, (cfg.apid_eta_p, cfg.apid_eta_i, cfg.apid_eta_d),
+        )  # fmt: skip
         agent.set_imagination_actor(None)
         agent.q_objective = self.q_losses
         agent.actor_objective = self.actor_loss
@@ -119,13 +126,6 @@ class SoftActorCritic(FinetuneStrategy):
 
     # ------------------------------------------------------------------ actor
 
-    def lagrange(self) -> float:
-        raise NotImplementedError
-
-    def step(self, j_c: float) -> None:
-        """The cost multiplier's update after an actor step."""
-        raise NotImplementedError
-
     def penalty(self, rows: dict[str, Tensor], dist) -> tuple[Tensor, dict[str, Tensor]]:
         """An extra per-row term of the actor loss (default: none)."""
         return torch.zeros_like(rows["valid"]), {}
@@ -141,11 +141,11 @@ class SoftActorCritic(FinetuneStrategy):
         action = dist.rsample().clamp(-1.0, 1.0)
         logp = dist.log_prob(action).sum(-1)
         q_r, q_c = agent.q_r(feat, action), agent.q_c(feat, action)
-        lagrange = self.lagrange()
+        lagrange = self.apid.lagrange
         extra, metrics = self.penalty(rows, dist)
         per_row = self.cfg.sac_alpha * logp - q_r + lagrange * q_c + extra
         loss = (per_row * valid).sum() / n
-        self.step(self.latest_cost)
+        self.apid.step(self.latest_cost)
         mean = lambda x: ((x * valid).sum() / n).detach()  # noqa: E731
         metrics.update({
             f"{self.name}/q_r": mean(q_r),
@@ -159,7 +159,7 @@ class SoftActorCritic(FinetuneStrategy):
         self.latest_cost = discounted_cost(episode, self.agent.cfg.agent.gamma)
 
     def multiplier(self) -> float:
-        return self.lagrange()
+        return self.apid.lagrange
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -167,6 +167,7 @@ class SoftActorCritic(FinetuneStrategy):
         return {
             **super().state_dict(),
             "latest_cost": self.latest_cost,
+            "apid": self.apid.state_dict(),
             "q_r_slow": self.q_r_slow.state_dict(),
             "q_c_slow": self.q_c_slow.state_dict(),
         }
@@ -174,6 +175,7 @@ class SoftActorCritic(FinetuneStrategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.latest_cost = float(state["latest_cost"])
+        self.apid.load_state_dict(state["apid"])
         self.q_r_slow.load_state_dict(state["q_r_slow"])
         self.q_c_slow.load_state_dict(state["q_c_slow"])
 

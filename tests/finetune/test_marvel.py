@@ -75,12 +75,16 @@ def test_discounted_episode_cost_by_hand():
     assert discounted_cost(episode, 0.5) == pytest.approx(0.5 + 0.125)
 
 
-def _marvel(pretrained, offline_data, **kw) -> MarvelFinetune:
+def _strategy(cls, pretrained, offline_data, **kw):
+    """A `cls` strategy around the pretrained agent, its offline replay attached."""
     agent = load_agent(pretrained)
-    fc = FinetuneConfig(strategy="marvel", horizon=EPISODE_STEPS, **kw)
-    strategy = MarvelFinetune(agent, fc)
+    strategy = cls(agent, FinetuneConfig(strategy=cls.name, horizon=EPISODE_STEPS, **kw))
     agent.attach(Replay.from_dataset(offline_data, agent.cfg.train.length, "cpu", seed=0))
     return strategy
+
+
+def _marvel(pretrained, offline_data, **kw) -> MarvelFinetune:
+    return _strategy(MarvelFinetune, pretrained, offline_data, **kw)
 
 
 def test_vpa_moves_q_and_q_c_only(pretrained, offline_data):
@@ -134,11 +138,7 @@ def test_gaussian_kl_by_hand():
 
 
 def _ocr(pretrained, offline_data, **kw) -> OcrCftFinetune:
-    agent = load_agent(pretrained)
-    fc = FinetuneConfig(strategy="ocr-cft", horizon=EPISODE_STEPS, **kw)
-    strategy = OcrCftFinetune(agent, fc)
-    agent.attach(Replay.from_dataset(offline_data, agent.cfg.train.length, "cpu", seed=0))
-    return strategy
+    return _strategy(OcrCftFinetune, pretrained, offline_data, **kw)
 
 
 def _episode(success: bool, violation: bool):
