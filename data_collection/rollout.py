@@ -129,6 +129,8 @@ def rollout(
     if on_reset is not None:
         on_reset(obs, info)
     builder = builder or EpisodeBuilder(metadata)
+    if info.get("robot_settings"):  # the real arm's collision thresholds, load and stiffness
+        builder.metadata["robot_settings"] = info["robot_settings"]
     builder.start(obs)
     stop, terminated, truncated = "", False, False
     while not (terminated or truncated or stop):

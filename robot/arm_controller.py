@@ -545,6 +545,8 @@ class ArmController:
             "control_hz": 1.0 / self.period,
             "rate_limit": f.config.rate_limit,
             "watchdog_timeout": f.config.watchdog_timeout,
+            # the arm's own safety configuration (franka: collision thresholds, load, stiffness)
+            "robot_settings": getattr(self.backend, "safety_settings", None),
             "episode": self.info,
         }
 

@@ -15,7 +15,10 @@ and is unit-tested without ROS:
 
 Private parameters: the fields of `ArmNodeParams` (~backend, ~task, ~seed, ~control_hz, ...),
 each defaulting to the value of the config it feeds (ControllerConfig, SafetyConfig, the franka
-names in ros_contract); a bad value stops the node with one line naming the parameter.
+names in ros_contract); with the franka backend also those of
+`robot.franka_config.FrankaSafetySettings` (~contact_torque, ~collision_force, ~load_mass,
+~translational_stiffness, ...), applied on the arm before the first command. A bad value, or a
+franka start-up that fails, stops the node with one line naming the parameter or the cause.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from fosp.errors import UserError
 from robot import ros_contract as rc
 from robot.arm_controller import Answer, ArmController, ControllerConfig, SimFrame
 from robot.backends import ArmBackend, make_backend
+from robot.franka_config import read_settings
 from robot.safety import SafetyConfig, SafetyFilter
 from robot.workspace import ControlLimits, StepLimits
 
@@ -164,6 +168,10 @@ class ArmNodeParams:
     state_topic: str = rc.FRANKA_STATE_TOPIC  # franka: franka_msgs/FrankaState
     recovery_action: str = rc.FRANKA_RECOVERY_ACTION  # franka: the error-recovery action
     state_timeout: float = option(10.0, check="positive")  # franka: s to wait for a first state
+    service_ns: str = "/franka_control"  # franka: where franka_control's services are
+    service_timeout: float = option(5.0, check="positive")  # franka: s per configuration service
+    configured_topic: str = "robot_configured"  # franka: latched Bool the controller spawner awaits
+    controller_timeout: float = option(30.0, check="positive")  # franka: s for the controller
 
 
 def read_params() -> ArmNodeParams:
@@ -203,6 +211,15 @@ def build(params: ArmNodeParams, node: list) -> tuple[ArmBackend, SafetyFilter]:
             ),
         )
         backend.wait_for_state(params.state_timeout)
+        settings = read_settings(lambda k: rospy.get_param(f"~{k}", None))
+        applied = backend.configure(
+            settings,
+            params.configured_topic,
+            service_ns=params.service_ns,
+            service_timeout=params.service_timeout,
+            controller_timeout=params.controller_timeout,
+        )
+        rospy.loginfo("arm_node: franka configured: %s", applied)
     return backend, safety
 
 
@@ -217,7 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         rospy.logfatal("arm_node: %s", err)
         return 2
     node: list[ArmNode] = []  # filled below; the franka state callback publishes through it
-    backend, safety = build(params, node)
+    try:
+        backend, safety = build(params, node)
+    except UserError as err:  # no state, a configuration service failed, no controller
+        rospy.logfatal("arm_node: %s", err)
+        return 1
     arm = ArmNode(backend, safety, params)
     node.append(arm)
     rospy.loginfo(

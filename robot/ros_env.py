@@ -177,7 +177,9 @@ class RosSafeReachEnv(gym.Env):
         self.outcome.reset()
         self._tick = None
         self._watch_from = t0  # stops are looked for from here: between steps too
-        return obs, self._info(t0, labels=[], events=self._events_since(t0))
+        info = self._info(t0, labels=[], events=self._events_since(t0))
+        info["robot_settings"] = self.status.get("robot_settings")  # for the episode metadata
+        return obs, info
 
     def step(self, action: np.ndarray):
         action = np.asarray(action, dtype=np.float32)

@@ -4,6 +4,7 @@
 # A second run installs nothing: each stage checks before it acts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/check_host.sh  # Python >= 3.11 and no other ROS installation, or one line and stop
 
 VENV=.venv
 APT_PACKAGES=(
@@ -62,4 +63,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   pip_install --no-deps dm-robotics-panda==0.4.8
   pip_install --no-deps --no-build-isolation -e .
   echo "$want" > "$stamp"
+fi
+
+# franka_msgs (franka_ros's message classes) for the franka backend, generated from the shipped
+# definitions: the workstation needs no franka_ros (docs/ros.md, "Two machines")
+site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+msgs_stamp="$VENV/.franka_msgs"
+msgs_want="$(cat robot/franka_msgs_gen.py robot/franka_msgs/*/* | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$msgs_stamp" 2>/dev/null)" != "$msgs_want" ] || [ ! -d "$site/franka_msgs" ]; then
+  "$VENV/bin/python" -m robot.franka_msgs_gen "$site"
+  echo "$msgs_want" > "$msgs_stamp"
 fi

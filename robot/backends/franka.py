@@ -4,10 +4,16 @@
   cartesian_impedance_example_controller by default; the controller name is a parameter);
 - state: franka_msgs/FrankaState on `/franka_state_controller/franka_states`; `O_T_EE` is the
   TCP pose as a column-major 4x4; `robot_mode` 4 = reflex, 5 = user stopped;
-- recovery: the `/franka_control/error_recovery` action (franka_msgs/ErrorRecoveryAction).
+- recovery: the `/franka_control/error_recovery` action (franka_msgs/ErrorRecoveryAction);
+- start-up: `configure` sets the arm's collision behaviour, load and impedance stiffness through
+  franka_control (robot/franka_config.py), then publishes `robot_configured` (latched
+  std_msgs/Bool) for the spawner that starts the controller, and waits for the controller.
 
-This is the only module that imports franka_msgs (when a FrankaBackend is made, so that the
-O_T_EE conversions here are usable and testable without franka_ros).
+franka_msgs comes from franka_ros on a machine that has it, else from the classes bootstrap
+generates from the definitions shipped in robot/franka_msgs (robot/franka_msgs_gen.py).
+
+This module and robot/franka_config.py are the only ones that import franka_msgs (when a
+FrankaBackend is made, so that the O_T_EE conversions here are usable without it).
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ import actionlib
 import numpy as np
 import rospy
 from geometry_msgs.msg import PoseStamped
+from std_msgs.msg import Bool
 
 from robot.backends.base import BackendEvent, RobotMode
+from robot.franka_config import FrankaSafetySettings, RobotSetupError, apply_settings
 from robot.ros_contract import (
     BASE_FRAME,
     FRANKA_CONTROLLER,
@@ -78,6 +86,35 @@ class FrankaBackend:
         self.recovery_client = actionlib.SimpleActionClient(recovery_action, ErrorRecoveryAction)
         self.recovery_action = recovery_action
         self.state_topic = state_topic
+        self.safety_settings: dict[str, Any] | None = None  # what configure() applied
+        self._configured_pub: rospy.Publisher | None = None
+
+    # ------------------------------------------------------------------ start-up
+    def configure(
+        self,
+        settings: FrankaSafetySettings,
+        configured_topic: str,
+        service_ns: str = "/franka_control",
+        service_timeout: float = 5.0,
+        controller_timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        """Apply the robot-side safety settings, then let the controller start and wait for it
+        (nothing is commanded before this returns). RobotSetupError names what failed."""
+        self.safety_settings = apply_settings(
+            settings, self.controller, service_ns=service_ns, timeout=service_timeout
+        )
+        self._configured_pub = rospy.Publisher(configured_topic, Bool, queue_size=1, latch=True)
+        self._configured_pub.publish(Bool(data=True))
+        deadline = rospy.get_time() + controller_timeout
+        while self.pub.get_num_connections() == 0:
+            if rospy.is_shutdown() or rospy.get_time() > deadline:
+                raise RobotSetupError(
+                    f"franka: no controller subscribed to {self.command_topic} within "
+                    f"{controller_timeout:.0f} s after {rospy.resolve_name(configured_topic)}: is "
+                    "the spawner of launch/franka_rt.launch running and waiting for that topic?"
+                )
+            rospy.sleep(0.02)
+        return self.safety_settings
 
     # ------------------------------------------------------------------ state
     def _on_state(self, msg: Any) -> None:  # franka_msgs/FrankaState
@@ -112,10 +149,13 @@ class FrankaBackend:
             if pose is not None:
                 return pose
             rospy.sleep(0.01)
-        raise TimeoutError(
-            f"no franka_msgs/FrankaState on {self.state_topic} within {timeout:.1f} s: is "
-            "franka_control running (robot_ip, FCI enabled, brakes open) and is "
-            "franka_state_controller loaded?"
+        from franka_msgs.msg import FrankaState
+
+        raise RobotSetupError(
+            f"franka: no franka_msgs/FrankaState on {self.state_topic} within {timeout:.1f} s: is "
+            "franka_control running (robot_ip, FCI enabled, brakes open) with "
+            "franka_state_controller, and does `rosmsg md5 franka_msgs/FrankaState` on the "
+            f"real-time machine print {FrankaState._md5sum} (franka_ros 0.9.0-0.10.2)?"
         )
 
     def measured_pose(self) -> np.ndarray | None:
@@ -169,3 +209,5 @@ class FrankaBackend:
     def close(self) -> None:
         self.sub.unregister()
         self.pub.unregister()
+        if self._configured_pub is not None:
+            self._configured_pub.unregister()

@@ -1,5 +1,5 @@
-"""arm_node's franka backend against a stand-in that speaks franka_ros's topic names and message
-types (franka_msgs generated with genpy from tests/ros/franka_msgs when not installed)."""
+"""arm_node's franka backend against a stand-in that speaks franka_ros's topic names, services and
+message types (franka_msgs: the classes bootstrap generates from robot/franka_msgs)."""
 
 from __future__ import annotations
 
@@ -27,11 +27,15 @@ ROI = (30, 10, 96, 96)
 
 class FrankaStandIn:
     """franka_control + franka_state_controller + the impedance controller, as topics: state at
-    100 Hz, the TCP follows the equilibrium pose, reflexes on demand, error recovery action."""
+    100 Hz, the TCP follows the equilibrium pose, reflexes on demand, error recovery action, the
+    collision-behaviour and load services; like franka_rt.launch's spawner, the controller
+    (the equilibrium_pose subscriber) starts only once robot_configured is true."""
 
-    def __init__(self, start_pose: np.ndarray):
+    def __init__(self, start_pose: np.ndarray, configured_topic: str = f"{NS}/robot_configured"):
         import actionlib
         from franka_msgs.msg import ErrorRecoveryAction, FrankaState
+        from franka_msgs.srv import SetForceTorqueCollisionBehavior, SetLoad
+        from std_msgs.msg import Bool
 
         from robot.backends.franka import pose6_to_o_t_ee
 
@@ -46,20 +50,53 @@ class FrankaStandIn:
         self.commands: list[tuple[float, PoseStamped]] = []
         self.recovery_goals = 0
         self.published: list[np.ndarray] = []  # every pose sent in a FrankaState
+        self.setup_calls: list[tuple[float, str, object]] = []  # (time, service, request)
+        self.controller_started: float | None = None
+        self.first_command: float | None = None
+        self.stiffness: dict[str, float] = {}  # the compliance parameters when it started
         self.pub = rospy.Publisher(
             "/franka_state_controller/franka_states", FrankaState, queue_size=1
         )
-        self.sub = rospy.Subscriber(
-            f"/{CONTROLLER}/equilibrium_pose", PoseStamped, self._on_command, queue_size=100
-        )
+        self.sub: rospy.Subscriber | None = None
+        self.services = [
+            rospy.Service(
+                "/franka_control/set_force_torque_collision_behavior",
+                SetForceTorqueCollisionBehavior,
+                lambda r: self._setup("set_force_torque_collision_behavior", r),
+            ),
+            rospy.Service(
+                "/franka_control/set_load", SetLoad, lambda r: self._setup("set_load", r)
+            ),
+        ]
+        self.configured = rospy.Subscriber(configured_topic, Bool, self._on_configured)
         self.server = actionlib.SimpleActionServer(
             "/franka_control/error_recovery", ErrorRecoveryAction, self._recover, auto_start=False
         )
         self.server.start()
         self.timer = rospy.Timer(rospy.Duration(0.01), self._tick)
 
+    def _setup(self, name: str, request):
+        with self.lock:
+            self.setup_calls.append((time.monotonic(), name, request))
+        return {"success": True, "error": ""}
+
+    def _on_configured(self, msg) -> None:
+        with self.lock:
+            if not msg.data or self.sub is not None:
+                return
+            self.controller_started = time.monotonic()
+            ns = f"/{CONTROLLER}/dynamic_reconfigure_compliance_param_node"
+            self.stiffness = {
+                k: rospy.get_param(f"{ns}/{k}", None)
+                for k in ("translational_stiffness", "rotational_stiffness", "nullspace_stiffness")
+            }
+            self.sub = rospy.Subscriber(
+                f"/{CONTROLLER}/equilibrium_pose", PoseStamped, self._on_command, queue_size=100
+            )
+
     def _on_command(self, msg: PoseStamped) -> None:
         with self.lock:
+            self.first_command = self.first_command or time.monotonic()
             self.commands.append((time.monotonic(), msg))
             if self.mode == 2:
                 self.target = rc.msg_to_pose6(msg)
@@ -99,7 +136,11 @@ class FrankaStandIn:
 
     def close(self) -> None:
         self.timer.shutdown()
-        self.sub.unregister()
+        if self.sub is not None:
+            self.sub.unregister()
+        self.configured.unregister()
+        for service in self.services:
+            service.shutdown()
         self.pub.unregister()
 
 
@@ -128,6 +169,11 @@ def franka(ros, franka_msgs_path, wait, tmp_path_factory):
             "playback_loop:=true",
             f"crop:=[{', '.join(map(str, ROI))}]",
             "home_timeout:=10",
+            # a payload and a softer spring than the defaults: what the arm gets must be these
+            "load_mass:=0.35",
+            "load_com:=[0.0, 0.0, 0.05]",
+            "translational_stiffness:=150",
+            "contact_force:=[4, 4, 4, 5, 5, 5]",
             # generous: the 10 Hz command pattern below must survive a loaded CI machine
             "watchdog_timeout:=0.5",
         ],
@@ -166,6 +212,134 @@ def test_o_t_ee_conversion_round_trip():
     # home pose: the hand points down
     m = np.asarray(pose6_to_o_t_ee(LIMITS.workspace.home_pose())).reshape(4, 4, order="F")
     np.testing.assert_allclose(m[:3, :3], HOME_ROTATION)
+
+
+def test_the_arm_is_configured_before_the_first_command(franka, ros, wait):
+    """arm_node sets collision behaviour, load and stiffness through franka_control's services
+    with the launch file's values, and only then lets the controller start and commands it."""
+    from robot.franka_config import FrankaSafetySettings
+
+    stand_in, events, node = franka
+    pub = rospy.Publisher(f"{NS}/action", Float32MultiArray, queue_size=10)
+
+    def commanded() -> bool:
+        _publish(pub, [0, 0, 0, 0, 0, 0])
+        time.sleep(0.1)
+        return stand_in.first_command is not None
+
+    wait(commanded, 20, "a first command", node, ros)
+    pub.unregister()
+    with stand_in.lock:
+        calls = {name: (t, request) for t, name, request in stand_in.setup_calls}
+    assert set(calls) == {"set_force_torque_collision_behavior", "set_load"}
+    assert max(t for t, _ in calls.values()) < stand_in.controller_started < stand_in.first_command
+    default = FrankaSafetySettings()
+    collision = calls["set_force_torque_collision_behavior"][1]
+    assert list(collision.lower_force_thresholds_nominal) == [4, 4, 4, 5, 5, 5]  # launch arg
+    assert list(collision.upper_force_thresholds_nominal) == list(default.collision_force)
+    assert list(collision.lower_torque_thresholds_nominal) == list(default.contact_torque)
+    assert list(collision.upper_torque_thresholds_nominal) == list(default.collision_torque)
+    load = calls["set_load"][1]
+    assert load.mass == pytest.approx(0.35) and list(load.F_x_center_load) == [0.0, 0.0, 0.05]
+    assert list(load.load_inertia) == [0.0] * 9
+    # the controller's dynamic_reconfigure server starts from these parameters
+    assert stand_in.stiffness == {
+        "translational_stiffness": 150.0,
+        "rotational_stiffness": default.rotational_stiffness,
+        "nullspace_stiffness": default.nullspace_stiffness,
+    }
+    status = json.loads(rospy.wait_for_message(f"{NS}/status", String, timeout=5).data)
+    applied = status["robot_settings"]
+    assert applied["load_mass"] == pytest.approx(0.35) and applied["contact_force"] == [
+        4,
+        4,
+        4,
+        5,
+        5,
+        5,
+    ]
+    assert applied["translational_stiffness"] == 150.0
+
+
+class FailingFrankaControl:
+    """franka_control's two configuration services under another namespace, misbehaving: one
+    refuses (libfranka's answer while the arm moves), or never answers (a controller runs)."""
+
+    def __init__(self, ns: str, mode: str):
+        from franka_msgs.srv import SetForceTorqueCollisionBehavior, SetLoad
+
+        def collision(_request):
+            if mode == "refuses":
+                return {"success": False, "error": "command not possible in the current mode"}
+            return {"success": True, "error": ""}
+
+        def load(_request):
+            if mode == "hangs":
+                time.sleep(5.0)
+            return {"success": True, "error": ""}
+
+        self.services = []
+        if mode != "absent":
+            self.services = [
+                rospy.Service(
+                    f"{ns}/set_force_torque_collision_behavior",
+                    SetForceTorqueCollisionBehavior,
+                    collision,
+                ),
+                rospy.Service(f"{ns}/set_load", SetLoad, load),
+            ]
+
+    def close(self) -> None:
+        for service in self.services:
+            service.shutdown()
+
+
+@pytest.mark.parametrize(
+    "mode, message",
+    [
+        ("refuses", "refused: command not possible in the current mode"),
+        ("hangs", "did not answer within 1 s"),
+        ("absent", "no service /franka_bad_absent/set_force_torque_collision_behavior"),
+    ],
+)
+def test_a_failed_configuration_stops_the_start_up(
+    franka, ros, python, franka_msgs_path, wait, mode, message
+):
+    """A configuration service that refuses, hangs or is missing stops arm_node with one line;
+    the controller is never let start and nothing is commanded."""
+    from std_msgs.msg import Bool
+
+    stand_in, _events, _node = franka
+    control = FailingFrankaControl(f"/franka_bad_{mode}", mode)
+    commands: list = []
+    configured: list = []
+    subs = [
+        rospy.Subscriber("/bad_controller/equilibrium_pose", PoseStamped, commands.append),
+        rospy.Subscriber(f"/fosp_bad_{mode}/robot_configured", Bool, configured.append),
+    ]
+    proc = ros.start(
+        f"arm_node_bad_{mode}",
+        [
+            python, "-m", "robot.arm_node", f"__ns:=/fosp_bad_{mode}", "_backend:=franka",
+            f"_service_ns:=/franka_bad_{mode}", "_service_timeout:=1",
+            "_controller:=bad_controller",
+        ],
+        env={"PYTHONPATH": str(franka_msgs_path)},
+    )  # fmt: skip
+    try:
+        wait(lambda: proc.poll() is not None, 30, f"arm_node to stop ({mode})")
+        log = ros.log(proc)
+        assert proc.returncode == 1, log
+        assert message in log, log
+        assert "Traceback" not in log, log
+        time.sleep(0.3)
+        assert not commands and not configured
+    finally:
+        for sub in subs:
+            sub.unregister()
+        control.close()
+        if proc.poll() is None:
+            ros.stop(proc)
 
 
 def test_pose_commands_arrive_as_expected(franka, wait):
@@ -290,6 +464,7 @@ def test_the_ros_env_runs_an_episode_on_the_real_stack(franka, wait):
     env = RosSafeReachEnv(NS, stale_grace=1.0)  # generous on a loaded machine
     obs, info = env.reset()  # walks home through the filter
     np.testing.assert_allclose(obs["pose"][:3], LIMITS.workspace.home_position, atol=0.006)
+    assert info["robot_settings"]["load_mass"] == pytest.approx(0.35)  # for the metadata
     rng = np.random.default_rng(0)
     for _ in range(80):
         obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, 6))
