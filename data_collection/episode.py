@@ -29,7 +29,9 @@ import numpy as np
 from fosp.errors import UserError
 from fosp.files import atomic_write, mkdir
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the optional per-step `actor` (who executed the action)
+READABLE_VERSIONS = (1, 2)  # a version-1 file has no `actor`: the policy acted (or a person
+# collected it), exactly what it meant when written
 SUFFIX = ".npz"
 LABEL_SOURCES = ("manual", "simulated-operator", "oracle", "imported")
 IMAGE_SHAPE = (64, 64, 3)
@@ -45,11 +47,15 @@ STEP_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "is_last": (np.dtype(bool), ()),
     "is_terminal": (np.dtype(bool), ()),
 }
-# Optional per-step fields: the ground truth beside the labels, when a simulator knows it.
+# Optional per-step fields: the ground truth beside the labels, when a simulator knows it, and
+# who executed row i's action when an operator could take over (ACTOR_POLICY / ACTOR_OPERATOR).
 OPTIONAL_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "oracle_reward": (np.dtype(np.float32), ()),
     "oracle_cost": (np.dtype(np.float32), ()),
+    "actor": (np.dtype(np.uint8), ()),
 }
+ACTOR_POLICY, ACTOR_OPERATOR = 0, 1
+ACTOR_NAMES = ("policy", "operator")
 REQUIRED_METADATA = ("schema_version", "task", "layout_seed", "control_hz", "label_source")
 # Label bounds (docs/dataset.md "Validation"): SafeReach labels are 0 or 1 per step, and FOSP's
 # upper bounds (r_max = c_max = 1) assume it; a value outside [0, 1] is a defect of the file.
@@ -111,6 +117,25 @@ class Episode:
     def category(self) -> str:
         return category_name(safe=not self.violation, success=self.success)
 
+    @property
+    def operator_steps(self) -> np.ndarray:
+        """Per action (T): True where the operator, not the policy, executed it."""
+        actor = self.steps.get("actor")
+        if actor is None:
+            return np.zeros(self.num_actions, bool)
+        return actor[:-1] == ACTOR_OPERATOR
+
+    @property
+    def interventions(self) -> int:
+        """Takeovers: runs of operator steps."""
+        op = self.operator_steps.astype(np.int8)
+        return int(np.sum(np.diff(op, prepend=0) == 1))
+
+    @property
+    def intervention_rate(self) -> float:
+        """Share of the actions the operator executed."""
+        return float(self.operator_steps.mean()) if self.num_actions else 0.0
+
 
 def category_name(*, safe: bool, success: bool) -> str:
     return f"{'safe' if safe else 'unsafe'}+{'success' if success else 'fail'}"
@@ -135,6 +160,8 @@ class EpisodeBuilder:
         self.metadata = {"schema_version": SCHEMA_VERSION, "started_at": now_iso(), **metadata}
         self._rows: dict[str, list] = {k: [] for k in STEP_FIELDS}
         self._oracle: dict[str, list] = {"oracle_reward": [], "oracle_cost": []}
+        self._actor: list[int] = []  # per action; stored only when someone could take over
+        self.records_actor = False
 
     def start(self, obs: dict[str, np.ndarray]) -> None:
         if self._rows["image"]:
@@ -148,9 +175,15 @@ class EpisodeBuilder:
         cost: float,
         next_obs: dict[str, np.ndarray],
         oracle: tuple[float, float] | None = None,
+        actor: int | None = None,
     ) -> None:
+        """`actor`: ACTOR_POLICY or ACTOR_OPERATOR when a takeover was possible (None: no
+        `actor` field, as before)."""
         if not self._rows["image"]:
             raise RuntimeError("EpisodeBuilder.add before start")
+        if actor is not None:
+            self.records_actor = True
+        self._actor.append(ACTOR_POLICY if actor is None else int(actor))
         self._rows["action"].append(np.asarray(action, np.float32))
         self._append_obs(next_obs, reward, cost, first=False, oracle=oracle)
 
@@ -184,6 +217,8 @@ class EpisodeBuilder:
         if all(v is not None for v in self._oracle["oracle_reward"]):
             for k, v in self._oracle.items():
                 steps[k] = np.asarray(v, np.float32)
+        if self.records_actor:  # the last row's action was never executed: the policy's zeros
+            steps["actor"] = np.asarray([*self._actor, ACTOR_POLICY], np.uint8)
         metadata = {**self.metadata, "finished_at": now_iso(), "status": status}
         metadata.setdefault("episode_id", secrets.token_hex(4))
         return Episode(steps, metadata)
@@ -308,11 +343,11 @@ def _validate_metadata(meta: dict[str, Any], path: str | Path) -> None:
         if key not in meta:
             raise EpisodeFormatError(path, f"metadata.{key}", "missing")
     version = meta["schema_version"]
-    if not _is_int(version) or version != SCHEMA_VERSION:
+    if not _is_int(version) or version not in READABLE_VERSIONS:
         raise EpisodeFormatError(
             path,
             "metadata.schema_version",
-            f"is {version!r}, this reader understands {SCHEMA_VERSION}",
+            f"is {version!r}, this reader understands {', '.join(map(str, READABLE_VERSIONS))}",
         )
     if not isinstance(meta["task"], str) or not meta["task"]:
         raise EpisodeFormatError(path, "metadata.task", f"{meta['task']!r} is not a task name")
@@ -383,5 +418,15 @@ def validate_episode(episode: Episode, path: str | Path = "<memory>") -> None:
     for name in ("reward", "cost"):
         if steps[name][0] != 0:
             raise EpisodeFormatError(path, name, "row 0 must be 0 (no action led to it)")
+    if "actor" in steps:
+        if episode.metadata["schema_version"] < 2:
+            raise EpisodeFormatError(path, "actor", "needs metadata.schema_version 2")
+        bad = np.flatnonzero(steps["actor"] > ACTOR_OPERATOR)
+        if len(bad):
+            raise EpisodeFormatError(
+                path, "actor", f"row {int(bad[0])} is {steps['actor'][bad[0]]}, not 0 or 1"
+            )
+        if steps["actor"][-1] != ACTOR_POLICY:
+            raise EpisodeFormatError(path, "actor", "the last row's action is never executed: 0")
     if np.abs(steps["action"]).max(initial=0) > 1.0 + 1e-6:
         raise EpisodeFormatError(path, "action", "outside [-1, 1]")

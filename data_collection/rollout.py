@@ -29,7 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from data_collection.episode import Episode, EpisodeBuilder
+from data_collection.episode import ACTOR_OPERATOR, ACTOR_POLICY, Episode, EpisodeBuilder
 
 
 @dataclass
@@ -117,6 +117,7 @@ def rollout(
     on_reset: Callable[[dict[str, np.ndarray], dict[str, Any]], None] | None = None,
     max_steps: int | None = None,
     builder: EpisodeBuilder | None = None,
+    takeover: Any = None,
 ) -> Rollout:
     """One episode: reset(seed, options), then policy -> env.step -> stored row until the env
     ends it or a stop (`on_step`'s reason or info["interrupted"]) cuts it short; a cut episode
@@ -124,8 +125,13 @@ def rollout(
     `on_reset(obs, info)` runs after the reset, before the first action (a scripted operator
     plans from the new layout there, a recorder counts down). `max_steps` ends the episode
     (complete) after that many actions even if the env would go on; a caller that shows the rows
-    so far passes its own `builder` (EpisodeBuilder.column reads them)."""
+    so far passes its own `builder` (EpisodeBuilder.column reads them). With a `takeover`
+    (data_collection.takeover) the operator's action replaces the policy's while the operator
+    is in control; each step's `actor` is stored, and the policy is told what ran
+    (`policy.executed(action)`, when it has that method, keeps its recurrent state true)."""
     obs, info = env.reset(seed=seed, options=options)
+    if takeover is not None:
+        takeover.reset()
     if on_reset is not None:
         on_reset(obs, info)
     builder = builder or EpisodeBuilder(metadata)
@@ -137,13 +143,22 @@ def rollout(
         if max_steps is not None and builder.num_actions >= max_steps:
             break
         action = policy(obs)
+        actor = None
+        if takeover is not None:
+            actor = ACTOR_POLICY
+            operator = takeover.action(obs, action)
+            if operator is not None:
+                action, actor = np.asarray(operator, np.float32), ACTOR_OPERATOR
+                executed = getattr(policy, "executed", None)
+                if executed is not None:
+                    executed(action)
         obs, reward, terminated, truncated, info = env.step(action)
         step = Step(
             builder.num_actions + 1, action, obs, reward, info["cost"], info,
             truth_of(info, reward),
         )  # fmt: skip
         stored = label(step) if label is not None else (reward, info["cost"])
-        builder.add(action, stored[0], stored[1], obs, oracle=step.truth)
+        builder.add(action, stored[0], stored[1], obs, oracle=step.truth, actor=actor)
         stop = (on_step(step) if on_step is not None else "") or info.get("interrupted") or ""
     if stop:
         episode = builder.finish(status="aborted")

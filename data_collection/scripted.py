@@ -162,9 +162,11 @@ def run_episode(
     layout_seed: int,
     metadata: dict,
     label_delay: int = 2,
+    takeover=None,
 ) -> Episode:
     """One 80-step episode; labels by the delayed simulated operator, truth kept beside them.
-    `make_policy(env)` is called after the reset, so it can plan from the new layout."""
+    `make_policy(env)` is called after the reset, so it can plan from the new layout; a
+    `takeover` (data_collection.takeover) may execute the operator's action instead."""
     policy: list[Callable[[dict], np.ndarray]] = []
     meta = {
         "task": env.task.name,
@@ -175,12 +177,18 @@ def run_episode(
         "env": "sim",
         **metadata,
     }
+
+    def act(obs: dict) -> np.ndarray:
+        return policy[0](obs)
+
+    act.executed = lambda action: getattr(policy[0], "executed", lambda a: None)(action)
     return rollout(
         SimulatedOperatorLabels(env, label_delay),
-        lambda obs: policy[0](obs),
+        act,
         meta,
         options={"layout_seed": layout_seed},
         on_reset=lambda obs, info: policy.append(make_policy(env)),
+        takeover=takeover,
     ).episode
 
 

@@ -296,6 +296,13 @@ class FinetuneConfig:
     ocr_kl_end: float = _opt(0.125, check="non_negative")  # ocr-cft: epsilon after the ramp
     ocr_kl_ramp: int = _opt(20, check="positive")  # ocr-cft: episodes of epsilon's ramp
     label_delay: int = _opt(2, check="non_negative")  # simulated operator's reaction delay (steps)
+    # who may take over during the online episodes (docs/algorithm.md "Takeover"): none;
+    # scripted = the simulated operator, from the ground truth (--env sim); spacemouse = the
+    # operator's SpaceMouse, any deflection takes over (--env ros)
+    takeover: str = _opt("none", choices=("none", "scripted", "spacemouse"))
+    # k > 0: the k actions before each takeover count as cost 1 in the replay (the operator
+    # judged where they led dangerous; the stored episode keeps its labels); 0: off
+    takeover_cost_steps: int = _opt(0, check="non_negative")
     sample_actions: bool = True  # proposals sampled from each actor while finetuning
     seed: int = _opt(0, check="seed")  # finetuning seed: online layouts, sampling, batches
 

@@ -53,9 +53,13 @@ def layout_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
+OPERATOR = 2  # acted_by of a step the operator executed (a takeover)
+
+
 def policy_step(strategy: FinetuneStrategy, deterministic: bool = False):
     """A `run_episode`-style policy callable plus the per-episode count of who acted
-    (`act.acted_by`: the actor of each step, 0 = offline, 1 = new)."""
+    (`act.acted_by`: the actor of each step, 0 = offline, 1 = new, OPERATOR = a takeover).
+    `act.executed(action)` tells it the operator's action ran instead of its own."""
     state: dict | None = None
     counts = [0, 0]
     acted_by: list[int] = []
@@ -70,28 +74,63 @@ def policy_step(strategy: FinetuneStrategy, deterministic: bool = False):
             p_offline.append(float(info["probs"][0]))
         return action
 
+    def executed(action: np.ndarray) -> None:
+        nonlocal state
+        state = with_executed(state, action)
+        if acted_by and acted_by[-1] in (0, ONLINE):
+            counts[acted_by[-1]] -= 1
+        acted_by[-1] = OPERATOR
+
     act.p_offline = p_offline  # type: ignore[attr-defined]
     act.acted_by = acted_by  # type: ignore[attr-defined]
+    act.executed = executed  # type: ignore[attr-defined]
     return act, counts
+
+
+def with_executed(state: dict, action: np.ndarray) -> dict:
+    """The recurrent state with the action that really ran (the next latent is computed from
+    it: after a takeover, the operator's, not the policy's proposal)."""
+    previous = state["action"]
+    ran = torch.as_tensor(np.asarray(action), dtype=previous.dtype, device=previous.device)
+    return {**state, "action": ran.reshape(previous.shape)}
+
+
+def takeover_costs(episode: Episode, k: int) -> Episode:
+    """The replay's view of an online episode when takeover_cost_steps = k > 0: the k actions
+    before each takeover get cost 1 (cost row i labels action i - 1, so rows s - k + 1 .. s for
+    a takeover at action s). The stored episode is not changed."""
+    if k <= 0 or "actor" not in episode.steps:
+        return episode
+    op = episode.operator_steps.astype(np.int8)
+    starts = np.flatnonzero(np.diff(op, prepend=0) == 1)
+    cost = episode.steps["cost"].copy()
+    for s in starts:
+        cost[max(1, s - k + 1) : s + 1] = 1.0
+    return Episode({**episode.steps, "cost": cost}, episode.metadata)
 
 
 class SimCollector:
     """In-process sim; labels by the simulated operator (ground truth delayed `label_delay`
     steps, data_collection.scripted), the truth kept beside them."""
 
-    def __init__(self, task: str, seed: int, label_delay: int = 2):
+    def __init__(self, task: str, seed: int, label_delay: int = 2, takeover: str = "none"):
+        from data_collection.takeover import make_takeover
         from robot.env import EnvConfig, SafeReachEnv
 
+        if takeover not in ("none", "scripted"):
+            raise ValueError(f"--takeover {takeover} needs --env ros; in the sim: scripted")
         self.env = SafeReachEnv(EnvConfig(task=task))
         self.seed, self.label_delay = seed, label_delay
+        self.takeover = make_takeover(takeover, env=self.env)
 
     def collect(self, strategy: FinetuneStrategy, index: int) -> Episode:
         from data_collection.scripted import run_episode
 
         act, counts = policy_step(strategy, not strategy.cfg.sample_actions)
         episode = run_episode(
-            self.env, lambda env: act, layout_seed(self.seed, index), {}, self.label_delay
-        )
+            self.env, lambda env: act, layout_seed(self.seed, index), {}, self.label_delay,
+            takeover=self.takeover,
+        )  # fmt: skip
         episode.metadata["policy_counts"] = list(counts)
         episode.metadata["acted_by"] = list(act.acted_by)
         if act.p_offline:
@@ -120,6 +159,8 @@ class EpisodeReport:
     t_episode: float  # s to run and label the episode (nan when resumed)
     t_updates: float  # s for the K updates
     t_checkpoint: float  # s to write the checkpoint
+    interventions: int = 0  # takeovers by the operator in this episode
+    operator_steps: int = 0  # actions the operator executed
 
     def _cost_by_actor(self) -> str:
         if not self.violation or math.isnan(self.p_offline):  # nothing to attribute, or direct
@@ -127,11 +168,16 @@ class EpisodeReport:
         return f" (cost steps off {self.cost_steps_offline} new {self.cost_steps_online})"
 
     def line(self) -> str:
-        n = self.steps_offline + self.steps_online
+        n = self.steps_offline + self.steps_online + self.operator_steps
+        takeover = (
+            f" operator {self.operator_steps:2d}/{n} ({self.interventions} takeovers)"
+            if self.interventions
+            else ""
+        )
         choice = "" if math.isnan(self.p_offline) else f" (P_off {self.p_offline:.2f})"  # direct
         return (
             f"ep {self.index:3d}: offline {self.steps_offline:2d}/{n} new {self.steps_online:2d}/"
-            f"{n}{choice}  "
+            f"{n}{choice}{takeover}  "
             f"{'S' if self.success else '-'}{'V' if self.violation else '-'}"
             f"{self._cost_by_actor()}  "
             f"SR {100 * self.sr_so_far:5.1f} % CV {100 * self.cv_so_far:5.1f} %  "
@@ -235,10 +281,12 @@ class Finetuner:
             ckpt.atomic_write_bytes(meta_path, (json.dumps(meta, indent=2) + "\n").encode())
         self.online = Dataset(self.out / ONLINE_DIR)
         self.outcomes: list[tuple[bool, bool]] = []
+        self.takeovers: list[tuple[int, int, int]] = []  # (takeovers, operator steps, actions)
         for path in online_files(self.out):  # every online episode on disk is training data
             episode = self.online.read(path)
-            self.replay.add(episode, str(path))
+            self.replay.add(takeover_costs(episode, self.fcfg.takeover_cost_steps), str(path))
             self.outcomes.append(truth(episode))
+            self.takeovers.append(_takeover_counts(episode))
 
     def save(self) -> float:
         start = time.perf_counter()
@@ -296,6 +344,8 @@ class Finetuner:
             t_episode=t_episode,
             t_updates=t_updates,
             t_checkpoint=t_ckpt,
+            interventions=episode.interventions,
+            operator_steps=int(episode.operator_steps.sum()),
         )
         with open(self.out / LOG, "a") as f:
             f.write(json.dumps(dataclasses.asdict(report)) + "\n")
@@ -326,8 +376,9 @@ class Finetuner:
             )
             t_episode = time.perf_counter() - start
             path = self.online.add(episode)
-            self.replay.add(episode, str(path))
+            self.replay.add(takeover_costs(episode, self.fcfg.takeover_cost_steps), str(path))
             self.outcomes.append(truth(episode))
+            self.takeovers.append(_takeover_counts(episode))
             if after_write is not None:
                 after_write(path)
             reports.append(self._apply(path, episode, t_episode))
@@ -339,7 +390,14 @@ class Finetuner:
             "episodes": n,
             "successes": sum(s for s, _ in self.outcomes),
             "violations": sum(v for _, v in self.outcomes),
+            "interventions": sum(t[0] for t in self.takeovers),
+            "operator_steps": sum(t[1] for t in self.takeovers),
+            "actions": sum(t[2] for t in self.takeovers),
         }
+
+
+def _takeover_counts(episode: Episode) -> tuple[int, int, int]:
+    return episode.interventions, int(episode.operator_steps.sum()), episode.num_actions
 
 
 def _check_out(out: Path, run: str | Path, dataset: str | Path | None) -> None:
@@ -378,7 +436,7 @@ def finetune_sim(
 ) -> Finetuner:
     """`fosp finetune --env sim`: the whole loop in the in-process simulator."""
     tuner = Finetuner(run, out, task, fcfg, dataset, log=log)
-    collector = SimCollector(task, tuner.fcfg.seed, tuner.fcfg.label_delay)
+    collector = SimCollector(task, tuner.fcfg.seed, tuner.fcfg.label_delay, tuner.fcfg.takeover)
     try:
         tuner.run(collector, episodes)
     finally:

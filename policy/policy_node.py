@@ -40,7 +40,7 @@ from data_collection.rollout import SimulatedOperatorLabels, Step, rollout
 from fosp.config_flags import from_params
 from fosp.errors import UserError
 from policy.config import FinetuneConfig
-from policy.finetune import Finetuner, layout_seed
+from policy.finetune import OPERATOR, Finetuner, layout_seed, with_executed
 from policy.strategy import FinetuneStrategy
 
 INTERRUPTED_DIR = "interrupted"  # RUN2/interrupted: stopped episodes, kept out of training
@@ -80,7 +80,9 @@ class RosCollector:
         staging: Path | None = None,
         log: Callable[[str], None] = print,
         interrupted: Path | None = None,
+        takeover=None,
     ):
+        """`takeover`: a data_collection.takeover.Takeover (the operator's SpaceMouse), or None."""
         if labels not in ("auto", "env", "labeler"):
             raise ValueError("labels must be auto, env or labeler")
         self.env, self.task, self.seed = env, task, seed
@@ -92,6 +94,7 @@ class RosCollector:
         self.inference_s: list[float] = []
         self.interrupted = Dataset(interrupted or Path(INTERRUPTED_DIR))
         self.stopped: list[Path] = []  # interrupted episodes stored in this run
+        self.takeover = takeover
         self._stale = 0
 
     def collect(self, strategy: FinetuneStrategy, index: int) -> Episode:
@@ -159,6 +162,15 @@ class RosCollector:
             state = new_state
             return action
 
+        def executed(action: np.ndarray) -> None:  # the operator's action ran instead
+            nonlocal state
+            state = with_executed(state, action)
+            if acted_by[-1] in (0, 1):
+                counts[acted_by[-1]] -= 1
+            acted_by[-1] = OPERATOR
+
+        act.executed = executed  # type: ignore[attr-defined]
+
         def note_source(step: Step) -> str:
             sources.add(step.info["labels_source"])
             return ""
@@ -179,9 +191,14 @@ class RosCollector:
         labelled = SimulatedOperatorLabels(env, self.label_delay)
         result = rollout(
             labelled, act, metadata, options={"layout_seed": seed}, on_step=note_source,
-            on_reset=set_layout,
+            on_reset=set_layout, takeover=self.takeover,
         )  # fmt: skip
         episode = result.episode
+        if episode.interventions:
+            self.log(
+                f"episode {index}: {episode.interventions} takeovers, the operator executed "
+                f"{int(episode.operator_steps.sum())} of {episode.num_actions} actions"
+            )
         episode.metadata.update(policy_counts=counts, acted_by=acted_by, deadline_misses=misses)
         if result.stop:
             if sources != {"sim"}:  # the real arm: zeros, not a truth
@@ -240,14 +257,18 @@ def finetune_ros(
         env = RosSafeReachEnv(namespace, stale_grace=stale_grace)
     except (rospy.ROSException, TimeoutError) as err:
         raise RosRunError(f"{err}: is arm_node running in {namespace}? (docs/ros.md)") from err
+    device = None
     try:
         tuner = Finetuner(checkpoint, out, task, fcfg, dataset, log=log)
+        takeover, device = _takeover(tuner.fcfg.takeover)
         collector = RosCollector(
             env, task, tuner.fcfg.seed, tuner.fcfg.label_delay, labels, deadline,
-            Path(out) / "labeling", log, Path(out) / INTERRUPTED_DIR,
+            Path(out) / "labeling", log, Path(out) / INTERRUPTED_DIR, takeover,
         )  # fmt: skip
         tuner.run(collector, episodes)
     finally:
+        if device is not None:
+            device.stop()
         env.close()
     times = np.asarray(collector.inference_s or [0.0]) * 1000
     log(
@@ -255,6 +276,25 @@ def finetune_ros(
         f"{1000 * collector.deadline:.0f} ms, misses {collector.misses_total}"
     )
     return tuner
+
+
+def _takeover(kind: str):
+    """(Takeover, device to stop) for --takeover on the arm: spacemouse opens the operator's
+    SpaceMouse (any deflection takes over); scripted needs the in-process sim's ground truth."""
+    if kind == "none":
+        return None, None
+    if kind == "scripted":
+        raise RosRunError("--takeover scripted needs --env sim (it reads the simulator's truth)")
+    from data_collection.takeover import TeleopTakeover
+    from data_collection.teleop.base import TeleopError
+    from data_collection.teleop.spacemouse import SpaceMouseTeleop
+
+    device = SpaceMouseTeleop()
+    try:
+        device.start()
+    except TeleopError as err:
+        raise RosRunError(f"--takeover spacemouse: {err}") from err
+    return TeleopTakeover(device), device
 
 
 def main() -> int:

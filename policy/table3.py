@@ -52,6 +52,8 @@ class Row(Rates):
     successes: int
     violations: int
     wall_s: float
+    interventions: int = 0  # during: the operator's takeovers (--takeover)
+    operator_rate: float = 0.0  # during: share of the actions the operator executed
 
 
 def interval(values: list[float], counts: tuple[int, int] | None = None) -> tuple[float, float]:
@@ -85,23 +87,37 @@ def summarise(rows: list[Row]) -> list[dict]:
                     "cv": float(np.mean(cvs)),
                     "cv_ci": interval(cvs, (one.violations, one.episodes)),
                     "wall_s": float(sum(r.wall_s for r in sel)),
+                    "interventions": float(np.mean([r.interventions for r in sel])),
+                    "operator_rate": float(np.mean([r.operator_rate for r in sel])),
                 }
             )
     return out
 
 
 def markdown(summary: list[dict]) -> str:
+    """The table; with takeovers (any row), two more columns for the finetuning episodes:
+    takeovers per seed and the share of actions the operator executed."""
+    takeover = any(s.get("interventions") for s in summary)
+    head = "| strategy | task | phase | SR % [95 %] | CV % [95 %] | n × seeds | wall s |"
     lines = [
-        "| strategy | task | phase | SR % [95 %] | CV % [95 %] | n × seeds | wall s |",
-        "|---|---|---|---|---|---|---|",
+        head + (" takeovers | operator % |" if takeover else ""),
+        "|---|---|---|---|---|---|---|" + ("---|---|" if takeover else ""),
     ]
     for s in summary:
         sr = f"{100 * s['sr']:.1f} [{100 * s['sr_ci'][0]:.0f}, {100 * s['sr_ci'][1]:.0f}]"
         cv = f"{100 * s['cv']:.1f} [{100 * s['cv_ci'][0]:.0f}, {100 * s['cv_ci'][1]:.0f}]"
-        lines.append(
+        line = (
             f"| {s['strategy']} | {s['task']} | {s['phase']} | {sr} | {cv} | "
             f"{s['episodes']} × {s['seeds']} | {s['wall_s']:.0f} |"
         )
+        if takeover:
+            during = s["phase"] == "during"
+            line += (
+                f" {s['interventions']:.1f} | {100 * s['operator_rate']:.1f} |"
+                if during
+                else " | |"
+            )
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -230,7 +246,7 @@ def run_table3(
                 )
                 start = time.perf_counter()
                 tuner = Finetuner(checkpoint, run_dir, task, cfg, dataset, log=log)
-                collector = SimCollector(task, seed, cfg.label_delay)
+                collector = SimCollector(task, seed, cfg.label_delay, cfg.takeover)
                 try:
                     tuner.run(collector, finetune_episodes)
                 finally:
@@ -240,7 +256,8 @@ def run_table3(
                 plot_learning_curve(run_dir / LOG, run_dir / "finetune_curve.png", before)
                 rows.append(
                     Row(strategy, task, seed, "during", s["episodes"], s["successes"],
-                        s["violations"], wall)
+                        s["violations"], wall, s["interventions"],
+                        s["operator_steps"] / max(1, s["actions"]))
                 )  # fmt: skip
                 stage(f"after finetuning ({strategy}, seed {seed}): {tests} tests on {task}")
                 start = time.perf_counter()
@@ -257,10 +274,11 @@ def write_outputs(rows: list[Row], summary: list[dict], out: Path) -> None:
     with open(out / "table3.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["strategy", "task", "seed", "phase", "episodes", "successes", "violations",
-                    "sr", "cv", "wall_s"])  # fmt: skip
+                    "sr", "cv", "wall_s", "interventions", "operator_rate"])  # fmt: skip
         for r in rows:
             w.writerow([r.strategy, r.task, r.seed, r.phase, r.episodes, r.successes,
-                        r.violations, f"{r.sr:.4f}", f"{r.cv:.4f}", f"{r.wall_s:.1f}"])  # fmt: skip
+                        r.violations, f"{r.sr:.4f}", f"{r.cv:.4f}", f"{r.wall_s:.1f}",
+                        r.interventions, f"{r.operator_rate:.4f}"])  # fmt: skip
     with open(out / "table3_summary.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["strategy", "task", "phase", "seeds", "episodes", "sr", "sr_lo", "sr_hi",

@@ -154,6 +154,18 @@ class SafeReachSim:
     def obstacle_positions(self) -> np.ndarray:
         return np.array([self.data.xpos[b] for b in self._obstacle_bodies]).reshape(-1, 3)
 
+    def obstacle_clearance(self, distmax: float = 0.1) -> float:
+        """Smallest distance (m) between the robot and any obstacle now; `distmax` when none is
+        nearer (the ground truth a simulated operator watches; negative while penetrating)."""
+        m, d = self.model, self.data
+        robot = np.flatnonzero(self._geom_kind == KIND_ROBOT)
+        obstacles = np.flatnonzero(self._geom_kind == KIND_OBSTACLE)
+        best = float(distmax)
+        for g1 in obstacles:
+            for g2 in robot:
+                best = min(best, float(mujoco.mj_geomDistance(m, d, int(g1), int(g2), best, None)))
+        return best
+
     def obstacle_speeds(self) -> tuple[np.ndarray, np.ndarray]:
         """Linear (m/s) and angular (rad/s) speed of each obstacle now."""
         qv = self.data.qvel[self._obstacle_dofs]

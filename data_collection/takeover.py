@@ -1,0 +1,144 @@
+"""Human takeover during deployment and finetuning: at any step an operator may execute the action
+instead of the policy; the step is recorded as the operator's (episode field `actor`).
+
+A `Takeover` is asked once per control step, after the policy proposed its action, and returns
+the operator's action while the operator is in control, else None. The executed action goes
+through the same path as the policy's (the env, and on the arm the safety filter of arm_node).
+
+- `TeleopTakeover`: a teleoperation device (the SpaceMouse, the keyboard). Any deflection beyond
+  the device's deadzone takes over at once (no button to find in a hurry); control returns to the
+  policy after `release_steps` consecutive steps without deflection (1 s at 10 Hz), during which
+  the operator's zero action holds the arm where it is.
+- `ScriptedTakeover`: the simulated operator, for tests and measurement. From the ground truth
+  it sees the hand come within `margin` of an obstacle and, `reaction_delay` steps later, takes
+  over: up above the obstacle tops and away from the nearest obstacle, then hands back once the
+  hand is clear above them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from data_collection.teleop.base import Teleop
+    from robot.env import SafeReachEnv
+
+
+class Takeover(Protocol):
+    name: str
+
+    def reset(self) -> None:
+        """A new episode: the policy is in control."""
+
+    def action(self, obs: dict[str, np.ndarray], proposed: np.ndarray) -> np.ndarray | None:
+        """The operator's action for this step while in control, else None (the policy's
+        `proposed` action runs)."""
+
+    @property
+    def in_control(self) -> bool: ...
+
+
+class TeleopTakeover:
+    """Takeover by a teleoperation device: deflection takes over, `release_steps` hand back."""
+
+    name = "teleop"
+
+    def __init__(self, teleop: Teleop, release_steps: int = 10):
+        if release_steps < 1:
+            raise ValueError("release_steps must be >= 1")
+        self.teleop, self.release_steps = teleop, int(release_steps)
+        self._control, self._still = False, 0
+
+    @property
+    def in_control(self) -> bool:
+        return self._control
+
+    def reset(self) -> None:
+        self._control, self._still = False, 0
+        self.teleop.reset()
+
+    def action(self, obs: dict[str, np.ndarray], proposed: np.ndarray) -> np.ndarray | None:
+        command = np.asarray(self.teleop.action(), np.float32)
+        deflected = bool(np.any(np.abs(command) > 0))  # the mapping applied the deadzone
+        if deflected:
+            self._control, self._still = True, 0
+        elif self._control:
+            self._still += 1
+            if self._still >= self.release_steps:
+                self._control = False
+        return command if self._control else None
+
+
+@dataclass(frozen=True)
+class ScriptedTakeoverConfig:
+    margin: float = 0.04  # m of hand-obstacle clearance that alarms the operator
+    reaction_delay: int = 2  # steps between seeing the danger and acting (200 ms at 10 Hz)
+    clear_height: float = 0.03  # m above the obstacle tops before handing back
+    gain: float = 1.5  # action per (error / max step), as the scripted collectors
+
+
+class ScriptedTakeover:
+    """The simulated operator's takeover: ground-truth clearance, a reaction delay, a detour up
+    and away, and handing back when clear (docs/algorithm.md, "Takeover")."""
+
+    name = "scripted"
+
+    def __init__(self, env: SafeReachEnv, config: ScriptedTakeoverConfig | None = None):
+        self.env = env
+        self.config = config or ScriptedTakeoverConfig()
+        self._alarms: list[bool] = []
+        self._control = False
+
+    @property
+    def in_control(self) -> bool:
+        return self._control
+
+    def reset(self) -> None:
+        self._alarms, self._control = [], False
+
+    def action(self, obs: dict[str, np.ndarray], proposed: np.ndarray) -> np.ndarray | None:
+        cfg, sim = self.config, self.env.sim
+        pos = np.asarray(obs["pose"][:3], np.float64)
+        top = 2 * self.env.task.obstacles.half_height
+        self._alarms.append(sim.obstacle_clearance() < cfg.margin)
+        seen = len(self._alarms) > cfg.reaction_delay and self._alarms[-1 - cfg.reaction_delay]
+        if not self._control and seen:
+            self._control = True
+        if self._control and pos[2] > top + cfg.clear_height and not self._alarms[-1]:
+            self._control = False  # clear above the obstacles: back to the policy
+        if not self._control:
+            return None
+        return self._detour(pos, np.asarray(obs["pose"][3:], np.float64), top)
+
+    def _detour(self, pos: np.ndarray, rot: np.ndarray, top: float) -> np.ndarray:
+        cfg, sim = self.config, self.env.sim
+        step = sim.limits.step
+        obstacles = sim.obstacle_positions()[:, :2]
+        goal = pos.copy()
+        goal[2] = top + cfg.clear_height + 0.01
+        if len(obstacles):
+            nearest = obstacles[np.argmin(np.linalg.norm(obstacles - pos[:2], axis=1))]
+            away = pos[:2] - nearest
+            goal[:2] = pos[:2] + 0.02 * away / max(float(np.linalg.norm(away)), 1e-6)
+        action = np.zeros(6)
+        action[:3] = cfg.gain * (goal - pos) / step.max_translation
+        action[3:] = -cfg.gain * rot / step.max_rotation  # keep the hand level
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+def make_takeover(kind: str, env: Any = None, teleop: Any = None) -> Takeover | None:
+    """`none` | `scripted` (needs the in-process sim env) | `teleop` (needs a device)."""
+    if kind == "none":
+        return None
+    if kind == "scripted":
+        if env is None or not hasattr(env, "sim"):
+            raise ValueError("the scripted takeover needs the in-process simulated env")
+        return ScriptedTakeover(env)
+    if kind == "teleop":
+        if teleop is None:
+            raise ValueError("the teleop takeover needs a teleoperation device")
+        return TeleopTakeover(teleop)
+    raise ValueError(f"unknown takeover {kind!r}: use none, scripted or teleop")
