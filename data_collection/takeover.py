@@ -129,6 +129,52 @@ class ScriptedTakeover:
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
+CONTROL_VIEW = (400, 460)  # width, height of the "who is in control" window
+
+
+def control_view(image: np.ndarray, operator: bool, step: int, steps: int, takeovers: int):
+    """The operator's "who is in control" frame (BGR): the policy's camera view and a banner,
+    red OPERATOR while the SpaceMouse drives, green POLICY otherwise."""
+    from data_collection.teleop import draw
+
+    width, height = CONTROL_VIEW
+    frame = draw.canvas(width, height)
+    colour = draw.RED if operator else draw.GREEN
+    frame[:60] = colour
+    draw.text(frame, "OPERATOR" if operator else "POLICY", (16, 42), draw.DARK, 1.1, 3)
+    draw.camera(frame, np.asarray(image, np.uint8), (8, 68), 384)
+    status = f"step {step}/{steps}   takeovers {takeovers}   (move the SpaceMouse to take over)"
+    draw.text(frame, status, (8, height - 6), draw.WHITE, 0.4)
+    return frame
+
+
+class ControlWindow:
+    """Shows `control_view` once per step (on the operator's display); without a display the
+    run goes on and says once that the window is missing."""
+
+    def __init__(self, title: str = "fosp finetune: who is in control", log=print):
+        from data_collection.teleop.window import CvWindow, WindowError
+
+        try:
+            self.window: Any = CvWindow(title)
+        except WindowError as err:
+            log(f"takeover: no control window ({err}); the SpaceMouse still takes over")
+            self.window = None
+        self.takeovers, self._operator = 0, False
+
+    def update(self, image: np.ndarray, operator: bool, step: int, steps: int) -> None:
+        if operator and not self._operator:
+            self.takeovers += 1
+        self._operator = operator
+        if self.window is not None:
+            self.window.show(control_view(image, operator, step, steps, self.takeovers))
+            self.window.keys(0.001)  # lets the window draw
+
+    def close(self) -> None:
+        if self.window is not None:
+            self.window.close()
+
+
 def make_takeover(kind: str, env: Any = None, teleop: Any = None) -> Takeover | None:
     """`none` | `scripted` (needs the in-process sim env) | `teleop` (needs a device)."""
     if kind == "none":

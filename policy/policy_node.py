@@ -95,6 +95,11 @@ class RosCollector:
         self.interrupted = Dataset(interrupted or Path(INTERRUPTED_DIR))
         self.stopped: list[Path] = []  # interrupted episodes stored in this run
         self.takeover = takeover
+        self.view = None
+        if takeover is not None:
+            from data_collection.takeover import ControlWindow
+
+            self.view = ControlWindow(log=log)
         self._stale = 0
 
     def collect(self, strategy: FinetuneStrategy, index: int) -> Episode:
@@ -171,8 +176,14 @@ class RosCollector:
 
         act.executed = executed  # type: ignore[attr-defined]
 
+        view = self.view
+
         def note_source(step: Step) -> str:
             sources.add(step.info["labels_source"])
+            if view is not None:  # who is in control, for the operator holding the SpaceMouse
+                view.update(
+                    step.obs["image"], self.takeover.in_control, step.row, env.episode_steps
+                )
             return ""
 
         metadata = {

@@ -189,3 +189,17 @@ def test_scripted_operator_takes_over_after_its_reaction_delay():
     assert len(after), "the operator never handed back"
     top = 2 * env.task.obstacles.half_height
     assert episode.steps["pose"][after[0], 2] > top + cfg.clear_height - 0.005
+
+
+def test_the_control_view_says_who_is_in_control():
+    from data_collection.takeover import CONTROL_VIEW, control_view
+    from data_collection.teleop import draw
+
+    image = np.full((64, 64, 3), (0, 0, 255), np.uint8)  # a blue RGB observation
+    policy = control_view(image, operator=False, step=5, steps=80, takeovers=0)
+    operator = control_view(image, operator=True, step=6, steps=80, takeovers=1)
+    assert policy.shape == (CONTROL_VIEW[1], CONTROL_VIEW[0], 3)
+    banner = (slice(0, 60), slice(300, 400))  # right of the banner's text
+    assert (policy[banner] == draw.GREEN).all(axis=-1).all()
+    assert (operator[banner] == draw.RED).all(axis=-1).all()
+    np.testing.assert_array_equal(operator[200, 200], [255, 0, 0])  # the camera, in BGR

@@ -216,6 +216,57 @@ def test_bad_commands_are_rejected_and_never_reach_the_sim(sim_env, wait):
     pub.unregister()
 
 
+def test_a_spacemouse_takeover_goes_through_the_safety_filter(sim_env, monkeypatch):
+    """The operator's SpaceMouse (pyspacemouse + the real mapping; only the HID C library is
+    faked) takes over a ROS rollout: every operator action is published to arm_node and passes
+    its filter (the push towards the operator stops at the task box, within the step limit), and
+    the episode records the operator as the actor of those steps."""
+    from data_collection.rollout import rollout
+    from data_collection.takeover import TeleopTakeover
+    from data_collection.teleop.base import FakeClock
+    from data_collection.teleop.mapping import MappingConfig
+    from data_collection.teleop.spacemouse import SpaceMouseConfig, SpaceMouseTeleop
+    from tests.collection.fake_hid import FakeSpaceMouse, install
+
+    env, _launch = sim_env
+    device = FakeSpaceMouse()
+    install(monkeypatch, [device])
+    mapping = MappingConfig(smoothing=0.0, deadzone=0.1)
+    teleop = SpaceMouseTeleop(SpaceMouseConfig(mapping=mapping), FakeClock())
+    teleop.start()
+    commanded: list[np.ndarray] = []
+    sub = rospy.Subscriber(
+        "/fosp/commanded_pose", PoseStamped, lambda m: commanded.append(rc.msg_to_pose6(m))
+    )
+    policy_steps, calls = 3, []
+
+    def policy(obs):  # the policy would stay put; the operator pulls the hand towards them
+        calls.append(1)
+        if len(calls) == policy_steps + 1:
+            device.move(away=-1.0)  # full deflection from now on: +x at the maximum step
+            device.wait_consumed()
+        return np.zeros(6, np.float32)
+
+    meta = {"task": "train", "layout_seed": 3, "control_hz": 10.0, "label_source": "oracle"}
+    try:
+        result = rollout(
+            env, policy, meta, options={"layout_seed": 3}, takeover=TeleopTakeover(teleop),
+            max_steps=20,
+        )  # fmt: skip
+    finally:
+        teleop.stop()
+        sub.unregister()
+    episode = result.episode
+    operator = episode.operator_steps
+    assert operator.sum() >= 12 and not operator[:policy_steps].any(), operator
+    np.testing.assert_allclose(episode.steps["action"][:-1][operator][:, 0], 1.0)
+    poses = np.asarray(commanded[-20:])
+    ws, step = LIMITS.workspace, LIMITS.step
+    assert np.all(np.abs(np.diff(poses[:, :3], axis=0)) <= step.max_translation + 1e-6)
+    assert poses[:, 0].max() <= ws.high[0] + 1e-6  # held at the box, not beyond
+    assert poses[-1, 0] == pytest.approx(ws.high[0], abs=1e-6)  # and it did get there
+
+
 def test_stale_observation_raises_and_holds(ros):
     """A fake arm in its own namespace: fresh poses, but the camera stopped long ago."""
     ns = "/stale"
