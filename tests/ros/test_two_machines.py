@@ -59,7 +59,8 @@ def test_the_documented_two_machine_setup_configures_and_drives_the_arm(tmp_path
         return block.replace("roscore &", f"roscore -p {port} &")
 
     rng = np.random.default_rng(3)
-    frames = [rng.integers(0, 256, (120, 160, 3), dtype=np.uint8) for _ in range(10)]
+    # 640x480 as the D435 default of real.launch, so the documented crop fits
+    frames = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(10)]
     recording = record(tmp_path / "table.db3", frames, 30, "rgb8")
     workstation_script = "\n".join(
         [
@@ -88,19 +89,18 @@ def test_the_documented_two_machine_setup_configures_and_drives_the_arm(tmp_path
             "SETUP set_load",
             "CONTROLLER STARTED",
         ], order
-        # an operator on either machine can reset: here from the real-time side's shell
-        reset = subprocess.run(
-            [
-                "bash",
-                "-c",
-                "\n".join([*_rt_exports(realtime_script), "rosservice call /fosp/reset"]),
-            ],
-            env=_env(tmp_path / "rt"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=REPO,
-        )
+        # an operator on either machine can reset: here from the real-time side's shell, once
+        # arm_node has advertised its services (right after the controller started)
+        call = "\n".join([*_rt_exports(realtime_script), "rosservice call /fosp/reset"])
+        deadline = time.monotonic() + 60
+        while True:
+            reset = subprocess.run(
+                ["bash", "-c", call], env=_env(tmp_path / "rt"), capture_output=True, text=True,
+                timeout=60, cwd=REPO,
+            )  # fmt: skip
+            if "success:" in reset.stdout or time.monotonic() > deadline:  # an answer
+                break
+            time.sleep(0.5)
         assert "success: True" in reset.stdout, reset.stdout + reset.stderr + ws_procs.log(ws)
         time.sleep(0.3)
         commands = _lines(rt, "COMMAND")
@@ -108,9 +108,41 @@ def test_the_documented_two_machine_setup_configures_and_drives_the_arm(tmp_path
         last = np.array([float(v) for v in commands[-1].split()[1:4]])
         home = ControlLimits().workspace.home_position
         np.testing.assert_allclose(last, home, atol=0.006)
+        # the whole workstation side still runs (camera_node with the documented crop too)
+        assert ws.poll() is None and "Traceback" not in ws_procs.log(ws), ws_procs.log(ws)
     finally:
         rt_procs.stop_all()
         ws_procs.stop_all()
+        _kill_leftovers(str(tmp_path))
+
+
+def _kill_leftovers(marker: str) -> None:
+    """roscore's rosmaster and rosout start sessions of their own, so stopping the workstation's
+    process group leaves them running: stop every process whose command line names this test's
+    folder (their __log:= argument does)."""
+    import signal
+
+    def pids() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                        found.append(int(entry.name))
+                except OSError:
+                    pass
+        return found
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 5
+        while pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert not pids(), "processes of the two-machine test survived"
 
 
 def _rt_exports(script: str) -> list[str]:
