@@ -10,9 +10,11 @@ through the same path as the policy's (the env, and on the arm the safety filter
   policy after `release_steps` consecutive steps without deflection (1 s at 10 Hz), during which
   the operator's zero action holds the arm where it is.
 - `ScriptedTakeover`: the simulated operator, for tests and measurement. From the ground truth
-  it sees the hand come within `margin` of an obstacle and, `reaction_delay` steps later, takes
-  over: up above the obstacle tops and away from the nearest obstacle, then hands back once the
-  hand is clear above them.
+  it sees the robot approach an obstacle (clearance under `margin` and shrinking) and,
+  `reaction_delay` steps later, takes over: straight up above the obstacle tops (a sideways
+  escape can meet the next obstacle), then over them towards the target; it hands back once the
+  hand is above the tops and clear of every obstacle, or after `max_control` steps. What it sees
+  after handing back can make it take over again.
 """
 
 from __future__ import annotations
@@ -74,55 +76,75 @@ class TeleopTakeover:
 
 @dataclass(frozen=True)
 class ScriptedTakeoverConfig:
-    margin: float = 0.04  # m of hand-obstacle clearance that alarms the operator
+    margin: float = 0.05  # m of robot-obstacle clearance under which an approach alarms
+    approach: float = 0.003  # m per step the clearance must shrink to count as an approach
     reaction_delay: int = 2  # steps between seeing the danger and acting (200 ms at 10 Hz)
-    clear_height: float = 0.03  # m above the obstacle tops before handing back
+    clear_height: float = 0.03  # m above the obstacle tops the operator lifts the hand to
+    max_control: int = 20  # steps at most before handing back (the operator lets go)
     gain: float = 1.5  # action per (error / max step), as the scripted collectors
 
 
 class ScriptedTakeover:
-    """The simulated operator's takeover: ground-truth clearance, a reaction delay, a detour up
-    and away, and handing back when clear (docs/algorithm.md, "Takeover")."""
+    """The simulated operator's takeover: ground-truth clearance, a reaction delay, a path up
+    and over towards the target, handing back when clear (docs/algorithm.md, "Takeover")."""
 
     name = "scripted"
 
     def __init__(self, env: SafeReachEnv, config: ScriptedTakeoverConfig | None = None):
         self.env = env
         self.config = config or ScriptedTakeoverConfig()
-        self._alarms: list[bool] = []
-        self._control = False
+        self.reset()
 
     @property
     def in_control(self) -> bool:
         return self._control
 
     def reset(self) -> None:
-        self._alarms, self._control = [], False
+        self._clearance: list[float] = []
+        self._control, self._since, self._returned = False, 0, -1
+
+    def alarms(self) -> list[bool]:
+        """Per step so far: was the robot approaching an obstacle within the margin?"""
+        c, cfg = self._clearance, self.config
+        return [
+            i > 0 and c[i] < cfg.margin and c[i - 1] - c[i] > cfg.approach for i in range(len(c))
+        ]
 
     def action(self, obs: dict[str, np.ndarray], proposed: np.ndarray) -> np.ndarray | None:
         cfg, sim = self.config, self.env.sim
         pos = np.asarray(obs["pose"][:3], np.float64)
         top = 2 * self.env.task.obstacles.half_height
-        self._alarms.append(sim.obstacle_clearance() < cfg.margin)
-        seen = len(self._alarms) > cfg.reaction_delay and self._alarms[-1 - cfg.reaction_delay]
-        if not self._control and seen:
-            self._control = True
-        if self._control and pos[2] > top + cfg.clear_height and not self._alarms[-1]:
-            self._control = False  # clear above the obstacles: back to the policy
+        t = len(self._clearance)
+        self._clearance.append(sim.obstacle_clearance())
+        c = self._clearance
+        # what the operator saw reaction_delay steps ago, if it was after they last handed back
+        seen = t - cfg.reaction_delay
+        alarm = (
+            seen > max(0, self._returned)
+            and c[seen] < cfg.margin
+            and c[seen - 1] - c[seen] > cfg.approach
+        )
+        if not self._control and alarm:
+            self._control, self._since = True, t
+        if self._control:
+            clear = pos[2] > top + cfg.clear_height and c[-1] >= cfg.margin
+            if clear or t - self._since >= cfg.max_control:
+                self._control, self._returned = False, t  # hand back
         if not self._control:
             return None
         return self._detour(pos, np.asarray(obs["pose"][3:], np.float64), top)
 
     def _detour(self, pos: np.ndarray, rot: np.ndarray, top: float) -> np.ndarray:
+        """Up to the clear height first, then over the obstacles towards the target."""
         cfg, sim = self.config, self.env.sim
         step = sim.limits.step
-        obstacles = sim.obstacle_positions()[:, :2]
         goal = pos.copy()
         goal[2] = top + cfg.clear_height + 0.01
-        if len(obstacles):
-            nearest = obstacles[np.argmin(np.linalg.norm(obstacles - pos[:2], axis=1))]
-            away = pos[:2] - nearest
-            goal[:2] = pos[:2] + 0.02 * away / max(float(np.linalg.norm(away)), 1e-6)
+        if pos[2] > top + cfg.clear_height - 0.005:  # high enough: head for the target
+            target = np.asarray(sim.layout.target_xy, np.float64)
+            goal[:2] = pos[:2] + np.clip(
+                target - pos[:2], -step.max_translation, step.max_translation
+            )
         action = np.zeros(6)
         action[:3] = cfg.gain * (goal - pos) / step.max_translation
         action[3:] = -cfg.gain * rot / step.max_rotation  # keep the hand level

@@ -142,7 +142,8 @@ def test_schema_v1_episodes_still_load_and_a_bad_actor_is_named(tmp_path):
 
 def test_scripted_operator_takes_over_after_its_reaction_delay():
     """Rule, not trajectory: the first takeover comes exactly reaction_delay steps after the
-    ground-truth clearance first fell below the margin, and it hands back above the obstacles."""
+    robot first approached an obstacle within the margin (ground-truth clearance under it and
+    shrinking), and it hands back above the obstacles and clear of them, or after max_control."""
     from robot.env import EnvConfig, SafeReachEnv
 
     env = SafeReachEnv(EnvConfig(task="unseen-3"))
@@ -178,17 +179,21 @@ def test_scripted_operator_takes_over_after_its_reaction_delay():
     finally:
         env.close()
     episode = result.episode
-    alarm = np.asarray(clearance) < cfg.margin
+    c = np.asarray(clearance)
+    alarm = np.r_[False, (c[1:] < cfg.margin) & (c[:-1] - c[1:] > cfg.approach)]
     assert alarm.any(), "the policy never came near an obstacle: choose another layout"
     first_alarm = int(np.argmax(alarm))
     first_takeover = int(np.argmax(episode.operator_steps))
     assert episode.operator_steps.any() and first_takeover == first_alarm + cfg.reaction_delay
     assert not episode.operator_steps[:first_takeover].any()
-    # it handed back: some policy step after the takeover, taken above the obstacle tops
+    # it handed back: the first policy step after the takeover is above the obstacle tops and
+    # clear of them, or the operator let go after max_control steps
     after = np.flatnonzero(~episode.operator_steps[first_takeover:]) + first_takeover
     assert len(after), "the operator never handed back"
+    back = after[0]
     top = 2 * env.task.obstacles.half_height
-    assert episode.steps["pose"][after[0], 2] > top + cfg.clear_height - 0.005
+    clear = episode.steps["pose"][back, 2] > top + cfg.clear_height and c[back] >= cfg.margin
+    assert clear or back - first_takeover >= cfg.max_control
 
 
 def test_the_control_view_says_who_is_in_control():
