@@ -11,21 +11,18 @@ import argparse
 
 import numpy as np
 
-from data_collection.rollout import rollout
-from data_collection.scripted import ScriptedOperator
+from data_collection.scripted import ScriptedOperator, run_episode
 from data_collection.takeover import ScriptedTakeover
 from policy.evaluate import wilson
 from robot.env import EnvConfig, SafeReachEnv
 
 
-def _episode(env, task: str, intent: str, seed: int, takeover: bool):
-    rng, operator = np.random.default_rng(seed), []
-    meta = {"task": task, "layout_seed": seed, "control_hz": 10.0, "label_source": "oracle"}
-    return rollout(
-        env, lambda obs: operator[0].act(obs), meta, options={"layout_seed": seed},
-        on_reset=lambda obs, info: operator.append(ScriptedOperator(env, intent, rng)),
+def _episode(env, intent: str, seed: int, takeover: bool):
+    rng = np.random.default_rng(seed)
+    return run_episode(
+        env, lambda env: ScriptedOperator(env, intent, rng).act, seed, {},
         takeover=ScriptedTakeover(env) if takeover else None,
-    ).episode  # fmt: skip
+    )  # fmt: skip
 
 
 def run(task: str, intent: str, layouts: int, takeover: bool) -> dict:
@@ -33,8 +30,10 @@ def run(task: str, intent: str, layouts: int, takeover: bool) -> dict:
     v = s = operator = takeovers = actions = 0
     try:
         for seed in range(layouts):
-            episode = _episode(env, task, intent, seed, takeover)
-            v, s = v + episode.violation, s + episode.success
+            episode = _episode(env, intent, seed, takeover)
+            # the ground truth (run_episode's stored labels are the delayed operator's)
+            v += bool(episode.steps["oracle_cost"].max() > 0)
+            s += bool(episode.steps["oracle_reward"].max() > 0)
             operator += int(episode.operator_steps.sum())
             takeovers += episode.interventions
             actions += episode.num_actions

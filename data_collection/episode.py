@@ -29,7 +29,7 @@ import numpy as np
 from fosp.errors import UserError
 from fosp.files import atomic_write, mkdir
 
-SCHEMA_VERSION = 2  # 2: the optional per-step `actor` (who executed the action)
+SCHEMA_VERSION = 2  # 2: the optional per-step `actor` and `contact_force`
 READABLE_VERSIONS = (1, 2)  # a version-1 file has no `actor`: the policy acted (or a person
 # collected it), exactly what it meant when written
 SUFFIX = ".npz"
@@ -47,12 +47,15 @@ STEP_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "is_last": (np.dtype(bool), ()),
     "is_terminal": (np.dtype(bool), ()),
 }
-# Optional per-step fields: the ground truth beside the labels, when a simulator knows it, and
-# who executed row i's action when an operator could take over (ACTOR_POLICY / ACTOR_OPERATOR).
+# Optional per-step fields: the ground truth beside the labels, when a simulator knows it; who
+# executed row i's action when an operator could take over (ACTOR_POLICY / ACTOR_OPERATOR); the
+# largest external contact force (N) measured on arriving at row i (sim: robot-obstacle contact;
+# franka: |O_F_ext_hat_K| force part), evidence for suggested cost labels.
 OPTIONAL_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "oracle_reward": (np.dtype(np.float32), ()),
     "oracle_cost": (np.dtype(np.float32), ()),
     "actor": (np.dtype(np.uint8), ()),
+    "contact_force": (np.dtype(np.float32), ()),
 }
 ACTOR_POLICY, ACTOR_OPERATOR = 0, 1
 ACTOR_NAMES = ("policy", "operator")
@@ -162,6 +165,7 @@ class EpisodeBuilder:
         self._oracle: dict[str, list] = {"oracle_reward": [], "oracle_cost": []}
         self._actor: list[int] = []  # per action; stored only when someone could take over
         self.records_actor = False
+        self._force: list[float | None] = [0.0]  # per row; stored when every step measured one
 
     def start(self, obs: dict[str, np.ndarray]) -> None:
         if self._rows["image"]:
@@ -176,14 +180,16 @@ class EpisodeBuilder:
         next_obs: dict[str, np.ndarray],
         oracle: tuple[float, float] | None = None,
         actor: int | None = None,
+        force: float | None = None,
     ) -> None:
         """`actor`: ACTOR_POLICY or ACTOR_OPERATOR when a takeover was possible (None: no
-        `actor` field, as before)."""
+        `actor` field, as before); `force`: the contact force (N) measured during the action."""
         if not self._rows["image"]:
             raise RuntimeError("EpisodeBuilder.add before start")
         if actor is not None:
             self.records_actor = True
         self._actor.append(ACTOR_POLICY if actor is None else int(actor))
+        self._force.append(None if force is None else float(force))
         self._rows["action"].append(np.asarray(action, np.float32))
         self._append_obs(next_obs, reward, cost, first=False, oracle=oracle)
 
@@ -217,6 +223,8 @@ class EpisodeBuilder:
         if all(v is not None for v in self._oracle["oracle_reward"]):
             for k, v in self._oracle.items():
                 steps[k] = np.asarray(v, np.float32)
+        if len(self._force) > 1 and all(f is not None for f in self._force):
+            steps["contact_force"] = np.asarray(self._force, np.float32)
         if self.records_actor:  # the last row's action was never executed: the policy's zeros
             steps["actor"] = np.asarray([*self._actor, ACTOR_POLICY], np.uint8)
         metadata = {**self.metadata, "finished_at": now_iso(), "status": status}
@@ -418,6 +426,11 @@ def validate_episode(episode: Episode, path: str | Path = "<memory>") -> None:
     for name in ("reward", "cost"):
         if steps[name][0] != 0:
             raise EpisodeFormatError(path, name, "row 0 must be 0 (no action led to it)")
+    if "contact_force" in steps:
+        if episode.metadata["schema_version"] < 2:
+            raise EpisodeFormatError(path, "contact_force", "needs metadata.schema_version 2")
+        if (steps["contact_force"] < 0).any() or steps["contact_force"][0] != 0:
+            raise EpisodeFormatError(path, "contact_force", "must be >= 0 N, 0 on row 0")
     if "actor" in steps:
         if episode.metadata["schema_version"] < 2:
             raise EpisodeFormatError(path, "actor", "needs metadata.schema_version 2")

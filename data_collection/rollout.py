@@ -158,7 +158,8 @@ def rollout(
             truth_of(info, reward),
         )  # fmt: skip
         stored = label(step) if label is not None else (reward, info["cost"])
-        builder.add(action, stored[0], stored[1], obs, oracle=step.truth, actor=actor)
+        force = info.get("contact_force")
+        builder.add(action, stored[0], stored[1], obs, oracle=step.truth, actor=actor, force=force)
         stop = (on_step(step) if on_step is not None else "") or info.get("interrupted") or ""
     if stop:
         episode = builder.finish(status="aborted")

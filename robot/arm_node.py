@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import rospy
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, WrenchStamped
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import Trigger, TriggerResponse
@@ -73,6 +73,7 @@ class ArmNode:
         self.pub_commanded = rospy.Publisher(rc.COMMANDED_POSE, PoseStamped, queue_size=10)
         self.pub_events = rospy.Publisher(rc.EVENTS, String, queue_size=50)
         self.pub_status = rospy.Publisher(rc.STATUS, String, queue_size=1, latch=True)
+        self.pub_wrench = rospy.Publisher(rc.WRENCH, WrenchStamped, queue_size=10)
         if backend.publishes_images:
             self.pub_image = rospy.Publisher(rc.IMAGE, Image, queue_size=2)
             self.pub_full = rospy.Publisher(rc.IMAGE_FULL, Image, queue_size=1)
@@ -138,6 +139,11 @@ class ArmNode:
             self.pub_full.publish(rc.image_to_msg(frame.render_full(), frame.stamp))
         if frame.labels is not None:
             self.pub_labels.publish(rc.json_msg({"stamp": frame.stamp.to_sec(), **frame.labels}))
+
+    def franka_state(self, pose: np.ndarray, stamp: rospy.Time, wrench: np.ndarray) -> None:
+        """Every FrankaState: the measured pose and the external wrench estimate."""
+        self.pub_pose.publish(rc.pose6_to_msg(pose, stamp))
+        self.pub_wrench.publish(rc.wrench_to_msg(wrench, stamp))
 
     def event(self, kind: str, detail: str, data: dict[str, Any]) -> None:
         payload = {"stamp": rospy.Time.now().to_sec(), "event": kind, "detail": detail}
@@ -206,8 +212,8 @@ def build(params: ArmNodeParams, node: list) -> tuple[ArmBackend, SafetyFilter]:
             controller=params.controller,
             state_topic=params.state_topic,
             recovery_action=params.recovery_action,
-            on_state=lambda pose, stamp: (
-                node[0].pub_pose.publish(rc.pose6_to_msg(pose, stamp)) if node else None
+            on_state=lambda pose, stamp, wrench: (
+                node[0].franka_state(pose, stamp, wrench) if node else None
             ),
         )
         backend.wait_for_state(params.state_timeout)

@@ -96,4 +96,6 @@ class SafeReachEnv(gym.Env):
             "success": self.outcome.success,
             "violation": self.outcome.violation,
             "layout_seed": self.sim.layout.seed if self.sim.layout else None,
+            # N, the step's largest robot-obstacle contact force (franka: |O_F_ext_hat_K|)
+            "contact_force": 0.0 if labels is None else labels.contact_force,
         }

@@ -10,7 +10,8 @@ Standard message types only (nothing needs a catkin build). Names are relative t
 | commanded_pose | geometry_msgs/PoseStamped | arm_node -> | filtered command sent to the backend |
 | image | sensor_msgs/Image (rgb8, 64x64) | camera/sim -> | the policy's image |
 | image_full | sensor_msgs/Image (rgb8) | camera/sim -> | full frame for the operator (optional) |
-| labels | std_msgs/String (JSON) | sim -> | reward, cost, contacts of one control step |
+| labels | std_msgs/String (JSON) | sim -> | reward, cost, contacts, contact force of a step |
+| wrench | geometry_msgs/WrenchStamped | arm_node -> | franka: external wrench (O_F_ext_hat_K) |
 | events | std_msgs/String (JSON) | arm_node -> | estop, watchdog hold, reflex, recovery, reset |
 | status | std_msgs/String (JSON, latched) | arm_node -> | backend, e-stop, hold, counters |
 | reset | std_srvs/Trigger | service | home pose (sim: also a new layout); refused while e-stopped |
@@ -30,7 +31,7 @@ import json
 from typing import Any
 
 import numpy as np
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, WrenchStamped
 from std_msgs.msg import Float32MultiArray, MultiArrayDimension, String
 
 from perception.ros_image import IMAGE, IMAGE_FULL, image_to_msg, msg_to_image
@@ -39,7 +40,7 @@ from robot.workspace import HOME_ROTATION
 
 NAMESPACE = "/fosp"
 ACTION, POSE, COMMANDED_POSE = "action", "pose", "commanded_pose"
-LABELS, EVENTS, STATUS = "labels", "events", "status"
+LABELS, EVENTS, STATUS, WRENCH = "labels", "events", "status", "wrench"
 RESET, ESTOP, HOLD, RELEASE = "reset", "estop", "hold", "release_estop"
 RESET_LAYOUT_SEED = "reset_layout_seed"
 BASE_FRAME = "panda_link0"
@@ -118,3 +119,18 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def wrench_to_msg(wrench: np.ndarray, stamp: Any, frame_id: str = BASE_FRAME) -> WrenchStamped:
+    """[Fx, Fy, Fz (N), Tx, Ty, Tz (Nm)] -> WrenchStamped."""
+    msg = WrenchStamped()
+    msg.header.stamp, msg.header.frame_id = stamp, frame_id
+    f, t = msg.wrench.force, msg.wrench.torque
+    f.x, f.y, f.z, t.x, t.y, t.z = (float(v) for v in np.asarray(wrench, np.float64)[:6])
+    return msg
+
+
+def msg_force(msg: WrenchStamped) -> float:
+    """|F| (N) of a WrenchStamped."""
+    f = msg.wrench.force
+    return float(np.linalg.norm([f.x, f.y, f.z]))

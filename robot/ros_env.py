@@ -34,7 +34,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import rospy
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, WrenchStamped
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import Trigger
@@ -93,6 +93,7 @@ class RosSafeReachEnv(gym.Env):
         self._pose: PoseStamped | None = None
         self._labels: deque[dict] = deque(maxlen=200)
         self._events: deque[dict] = deque(maxlen=200)
+        self._forces: deque[tuple[float, float]] = deque(maxlen=2000)  # (stamp, |F| N), franka
         self._status: dict = {}
         self._steps = 0
         self.outcome = EpisodeOutcome()
@@ -116,6 +117,7 @@ class RosSafeReachEnv(gym.Env):
             rospy.Subscriber(n(rc.LABELS), String, self._on_labels, queue_size=50),
             rospy.Subscriber(n(rc.EVENTS), String, self._on_event, queue_size=50),
             rospy.Subscriber(n(rc.STATUS), String, self._on_status, queue_size=2),
+            rospy.Subscriber(n(rc.WRENCH), WrenchStamped, self._on_wrench, queue_size=100),
         ]
         self._pub = rospy.Publisher(n(rc.ACTION), Float32MultiArray, queue_size=1)
         for srv in (rc.RESET, rc.HOLD, rc.ESTOP):
@@ -144,6 +146,19 @@ class RosSafeReachEnv(gym.Env):
     def _on_labels(self, msg: String) -> None:
         with self._lock:
             self._labels.append(json.loads(msg.data))
+
+    def _on_wrench(self, msg: WrenchStamped) -> None:
+        with self._lock:
+            self._forces.append((msg.header.stamp.to_sec(), rc.msg_force(msg)))
+
+    def _contact_force(self, t0: float, labels: list[dict]) -> float | None:
+        """The step's largest contact force (N): the sim's labels, else the arm's wrench
+        estimates stamped since the action (franka), else None (nothing measured it)."""
+        if labels:
+            return max((float(lab.get("contact_force", 0.0)) for lab in labels), default=0.0)
+        with self._lock:
+            forces = [f for stamp, f in self._forces if stamp > t0]
+        return max(forces) if forces else None
 
     def _on_event(self, msg: String) -> None:
         with self._lock:
@@ -375,4 +390,5 @@ class RosSafeReachEnv(gym.Env):
             "layout_seed": self.layout_seed,
             "events": events,
             "estopped": bool(status.get("estopped", False)),
+            "contact_force": self._contact_force(t0, labels),
         }

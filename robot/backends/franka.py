@@ -67,7 +67,7 @@ class FrankaBackend:
         state_topic: str = FRANKA_STATE_TOPIC,
         recovery_action: str = FRANKA_RECOVERY_ACTION,
         recovery_timeout: float = 10.0,
-        on_state: Callable[[np.ndarray, Any], None] | None = None,
+        on_state: Callable[[np.ndarray, Any, np.ndarray], None] | None = None,
     ):
         from franka_msgs.msg import ErrorRecoveryAction, ErrorRecoveryGoal, FrankaState
 
@@ -139,8 +139,8 @@ class FrankaBackend:
             elif errors and not self._errors and self._mode != RobotMode.REFLEX:
                 self._events.append(BackendEvent("error", ", ".join(errors), {"errors": errors}))
             self._errors = errors
-        if self.on_state is not None:
-            self.on_state(pose, stamp)
+        if self.on_state is not None:  # pose, stamp, external wrench [F (N), torque (Nm)]
+            self.on_state(pose, stamp, np.asarray(msg.O_F_ext_hat_K, dtype=np.float64))
 
     def wait_for_state(self, timeout: float) -> np.ndarray:
         deadline = rospy.get_time() + timeout

@@ -79,6 +79,7 @@ class SimBackend:
             "touched_obstacles": labels.touched_obstacles.tolist(),
             "disturbed_obstacles": labels.disturbed_obstacles.tolist(),
             "obstacle_positions": self.sim.obstacle_positions().tolist(),
+            "contact_force": float(labels.contact_force),
             "layout_seed": self.sim.layout.seed if self.sim.layout else None,
         }
 

@@ -77,6 +77,7 @@ class TickRecord:
     knocks: np.ndarray  # (ticks, n, n) bool, symmetric: obstacles i and j in contact
     linear_speed: np.ndarray  # (ticks, n) m/s of obstacle i
     angular_speed: np.ndarray  # (ticks, n) rad/s of obstacle i
+    contact_force: np.ndarray  # (ticks,) N: normal force of every robot-obstacle contact, summed
 
 
 @dataclass
@@ -88,6 +89,9 @@ class StepLabels:
     disturbed_obstacles: np.ndarray  # (n,) bool: obstacle i counted as disturbed this step
     at_rest: np.ndarray  # (n,) bool: obstacle i below the rest thresholds at every tick
     ticks: TickRecord | None = None  # per-tick truth (see TickRecord)
+    # N: the largest robot-obstacle contact force of the step (what a Panda's external force
+    # estimate would show; the stand-in for franka's O_F_ext_hat_K in the simulated world)
+    contact_force: float = 0.0
 
 
 class SafeReachSim:
@@ -249,6 +253,17 @@ class SafeReachSim:
         knocks = [tuple(self._geom_obstacle[p]) for p in pairs[both]]
         return bool((other_kind == KIND_TARGET).any()), touched, knocks
 
+    def _obstacle_contact_force(self) -> float:
+        """Sum of the normal forces (N) of the robot's contacts with obstacles now."""
+        total, wrench = 0.0, np.zeros(6)
+        for i in range(self.data.ncon):
+            g1, g2 = self.data.contact.geom[i]
+            kinds = {int(self._geom_kind[g1]), int(self._geom_kind[g2])}
+            if kinds == {KIND_ROBOT, KIND_OBSTACLE}:
+                mujoco.mj_contactForce(self.model, self.data, i, wrench)
+                total += abs(float(wrench[0]))  # the contact frame's normal component
+        return total
+
     def _solve_home_qpos(self) -> np.ndarray:
         """Damped least-squares IK from the ready posture to the workspace's home pose."""
         m = self.model
@@ -319,6 +334,7 @@ class SafeReachSim:
             knocks=np.zeros((ticks, n, n), dtype=bool),
             linear_speed=np.empty((ticks, n)),
             angular_speed=np.empty((ticks, n)),
+            contact_force=np.zeros(ticks),
         )
         touched_target = False
         disturbed = self._disturbed.copy()  # still disturbed from the previous step
@@ -331,6 +347,7 @@ class SafeReachSim:
             touched_target |= hit_target
             record.touched[k] = hit_obstacles
             record.linear_speed[k], record.angular_speed[k] = self.obstacle_speeds()
+            record.contact_force[k] = self._obstacle_contact_force()
             disturbed |= hit_obstacles
             for a, b in knocks:  # a disturbed obstacle passes it on to the one it hits
                 record.knocks[k, a, b] = record.knocks[k, b, a] = True
@@ -352,6 +369,7 @@ class SafeReachSim:
             disturbed_obstacles=disturbed,
             at_rest=at_rest,
             ticks=record,
+            contact_force=float(record.contact_force.max(initial=0.0)),
         )
         return self.last_labels
 

@@ -1,0 +1,33 @@
+"""The world model's own reading of an episode's labels: its reward and cost heads over the
+posterior latents of every row (the checkpoint being finetuned), suggested to the operator
+beside the contact-force suggestion (data_collection/suggest.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from data_collection.episode import Episode
+from policy.agent import FOSPAgent
+
+
+@torch.no_grad()
+def predicted_labels(agent: FOSPAgent, episode: Episode) -> dict[str, np.ndarray]:
+    """Per row: the predicted reward and cost (row i from the latent of row i, which has seen
+    action i - 1 and observation i: the alignment of the stored labels)."""
+    wm, dev = agent.wm, agent.device
+    image = torch.as_tensor(episode.steps["image"], device=dev)[None]
+    pose = torch.as_tensor(episode.steps["pose"], device=dev, dtype=torch.float32)[None]
+    action = torch.as_tensor(episode.steps["action"], device=dev, dtype=torch.float32)[None]
+    first = torch.as_tensor(episode.steps["is_first"], device=dev)[None]
+    h, z, _, _ = wm.observe(wm.embed(image, pose), action, first)
+    feat = wm.feat(h, z)
+    out = {"reward": wm.reward(feat), "cost": wm.cost(feat)}
+    return {k: v[0].reshape(-1).float().cpu().numpy() for k, v in out.items()}
+
+
+def model_cost_rows(agent: FOSPAgent, episode: Episode, threshold: float = 0.5) -> np.ndarray:
+    """Per row: suggested cost where the cost head predicts more than `threshold`."""
+    rows = predicted_labels(agent, episode)["cost"] > threshold
+    rows[0] = False
+    return rows
