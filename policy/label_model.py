@@ -14,7 +14,15 @@ from policy.agent import FOSPAgent
 @torch.no_grad()
 def predicted_labels(agent: FOSPAgent, episode: Episode) -> dict[str, np.ndarray]:
     """Per row: the predicted reward and cost (row i from the latent of row i, which has seen
-    action i - 1 and observation i: the alignment of the stored labels)."""
+    action i - 1 and observation i: the alignment of the stored labels). The posterior samples
+    are drawn from a fixed seed, so an episode always gets the same suggestions."""
+    device = torch.device(agent.device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        return _predict(agent, episode)
+
+
+def _predict(agent: FOSPAgent, episode: Episode) -> dict[str, np.ndarray]:
     wm, dev = agent.wm, agent.device
     image = torch.as_tensor(episode.steps["image"], device=dev)[None]
     pose = torch.as_tensor(episode.steps["pose"], device=dev, dtype=torch.float32)[None]

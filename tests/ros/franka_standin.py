@@ -47,6 +47,7 @@ class FrankaStandIn:
         self.target = start_pose.copy()
         self.mode = 2  # move
         self.follow = True  # False: the arm does not follow its equilibrium pose (blocked)
+        self.force = np.zeros(6)  # the external wrench estimate it reports (O_F_ext_hat_K)
         self.reflex_errors: list[str] = []
         self.commands: list[tuple[float, PoseStamped]] = []
         self.recovery_goals = 0
@@ -115,6 +116,7 @@ class FrankaStandIn:
             msg.header.stamp = rospy.Time.now()
             msg.O_T_EE = self.to_o_t_ee(self.pose)
             msg.robot_mode = self.mode
+            msg.O_F_ext_hat_K = self.force.tolist()
             self.published.append(self.pose.copy())
             for name in self.reflex_errors:
                 setattr(msg.current_errors, name, True)

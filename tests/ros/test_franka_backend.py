@@ -347,8 +347,15 @@ def test_the_ros_env_runs_an_episode_on_the_real_stack(franka, wait):
     np.testing.assert_allclose(obs["pose"][:3], LIMITS.workspace.home_position, atol=0.006)
     assert info["robot_settings"]["load_mass"] == pytest.approx(0.35)  # for the metadata
     rng = np.random.default_rng(0)
-    for _ in range(80):
+    for t in range(80):
+        with stand_in.lock:  # from step 40 the arm feels a push: |F| = 5 N (3-4-0)
+            stand_in.force = np.array([3.0, -4.0, 0.0, 0.2, 0.0, 0.0]) if t >= 40 else np.zeros(6)
         obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, 6))
+        # the step's contact force is the arm's wrench estimate, via arm_node's wrench topic
+        if t < 39:
+            assert info["contact_force"] == pytest.approx(0.0)
+        elif t > 40:
+            assert info["contact_force"] == pytest.approx(5.0)
         assert env.observation_space.contains(obs)
         assert any(np.array_equal(obs["image"], e) for e in expected)
         # the observed pose is a FrankaState the arm published (O_T_EE, converted), not stale
