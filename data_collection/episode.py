@@ -56,7 +56,10 @@ OPTIONAL_FIELDS: dict[str, tuple[np.dtype, tuple[int, ...]]] = {
     "oracle_cost": (np.dtype(np.float32), ()),
     "actor": (np.dtype(np.uint8), ()),
     "contact_force": (np.dtype(np.float32), ()),
+    "label_origin": (np.dtype(np.uint8), ()),
 }
+# label_origin per row (schema 2, written by the labeller): where its labels came from
+ORIGIN_RECORDED, ORIGIN_MANUAL, ORIGIN_ACCEPTED = 0, 1, 2  # as recorded / edited / suggested
 ACTOR_POLICY, ACTOR_OPERATOR = 0, 1
 ACTOR_NAMES = ("policy", "operator")
 REQUIRED_METADATA = ("schema_version", "task", "layout_seed", "control_hz", "label_source")
@@ -431,6 +434,11 @@ def validate_episode(episode: Episode, path: str | Path = "<memory>") -> None:
             raise EpisodeFormatError(path, "contact_force", "needs metadata.schema_version 2")
         if (steps["contact_force"] < 0).any() or steps["contact_force"][0] != 0:
             raise EpisodeFormatError(path, "contact_force", "must be >= 0 N, 0 on row 0")
+    if "label_origin" in steps:
+        if episode.metadata["schema_version"] < 2:
+            raise EpisodeFormatError(path, "label_origin", "needs metadata.schema_version 2")
+        if (steps["label_origin"] > ORIGIN_ACCEPTED).any():
+            raise EpisodeFormatError(path, "label_origin", "values are 0, 1 or 2")
     if "actor" in steps:
         if episode.metadata["schema_version"] < 2:
             raise EpisodeFormatError(path, "actor", "needs metadata.schema_version 2")

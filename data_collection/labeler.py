@@ -6,6 +6,8 @@ Keys (also drawn in the window):
     m or space      start / drop a selection (from here to the cursor)
     c / C           set / clear cost on the selection (or the frame under the cursor)
     r / R           set / clear reward on the selection (or the frame)
+    a               accept the suggested labels (drawn as "suggest" bands; nothing is stored
+                    until accepted, then they are edits like any other: undo, save)
     v               mark reviewed without changing labels
     u or z          undo
     s               save (only when something changed; atomic)
@@ -15,26 +17,44 @@ Keys (also drawn in the window):
 Row 0 is never labelled: no action led to it (episode format). A save appends an entry to the
 episode's metadata["label_history"] (when, what changed, the label source before), sets
 label_source "manual" and label_status "reviewed", and rewrites the file with replace_episode.
+
+Suggestions: cost rows from the episode's contact force (data_collection/suggest.py), plus
+whatever a `suggest(episode) -> {"reward": rows, "cost": rows}` callable adds (the finetuning
+loop passes the world model's heads). The per-row origin of the labels is kept in the episode
+(`label_origin`: 0 recorded, 1 manual edit, 2 suggested and accepted).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from data_collection.dataset import Dataset
-from data_collection.episode import Episode, now_iso, read_episode, replace_episode
+from data_collection.episode import (
+    ORIGIN_ACCEPTED,
+    ORIGIN_MANUAL,
+    ORIGIN_RECORDED,
+    SCHEMA_VERSION,
+    Episode,
+    now_iso,
+    read_episode,
+    replace_episode,
+)
+from data_collection.suggest import force_cost_rows
 from data_collection.teleop import draw
 from data_collection.teleop.window import OperatorUI
 
 SCALE = 6
+SUGGEST_COST, SUGGEST_REWARD = (0, 140, 255), (160, 220, 120)  # BGR orange / pale green
 WIDTH, HEIGHT = 720, 520
 FILTERS = ("all", "unlabelled", "safe+success", "safe+fail", "unsafe+success", "unsafe+fail")
 HELP = (
     "<- -> , .: frame   [ ] PgUp PgDn: 10   m/space: select",
-    "c/C: set/clear cost   r/R: set/clear reward   v: reviewed",
+    "c/C: set/clear cost   r/R: set/clear reward   a: accept suggested",
+    "v: reviewed",
     "u/z: undo   s: save   n/p: next/prev episode   q: quit",
 )
 
@@ -72,6 +92,8 @@ class _Edit:
     value: float  # 1 set, 0 clear
     rows: tuple[int, int]  # inclusive
     before: np.ndarray  # the rows' values before, for undo
+    origin_before: np.ndarray  # the rows' label_origin before
+    keys: int = 1  # operator key presses the edit took (for the keystroke count)
 
 
 @dataclass
@@ -84,6 +106,8 @@ class LabelSession:
     anchor: int | None = None
     message: str = ""
     saved: list[Path] = field(default_factory=list)
+    suggest: Callable[[Episode], dict[str, np.ndarray]] | None = None
+    keystrokes: int = 0  # keys pressed in this session (the labelling effort)
 
     def __post_init__(self):
         if not self.paths:
@@ -94,11 +118,28 @@ class LabelSession:
     # ------------------------------------------------------------------ state
     def _load(self) -> None:
         self.episode = read_episode(self.paths[self.index])
+        steps = self.episode.steps
+        if "label_origin" not in steps:
+            steps["label_origin"] = np.full(len(self.episode), ORIGIN_RECORDED, np.uint8)
+        self.suggested = self._suggestions()
         self._original = {k: self.episode.steps[k].copy() for k in ("reward", "cost")}
         self.edits: list[_Edit] = []
         self.reviewed = False
         self.cursor, self.anchor = 0, None
         self._armed: str | None = None  # a guarded key pressed once with unsaved changes
+
+    def _suggestions(self) -> dict[str, np.ndarray]:
+        """Suggested rows per label (bool), never including row 0."""
+        n = len(self.episode)
+        out = {k: np.zeros(n, bool) for k in ("reward", "cost")}
+        if "contact_force" in self.episode.steps:
+            out["cost"] |= force_cost_rows(self.episode.steps["contact_force"])
+        if self.suggest is not None:
+            for k, rows in self.suggest(self.episode).items():
+                out[k] |= np.asarray(rows, bool)
+        for rows in out.values():
+            rows[0] = False
+        return out
 
     @property
     def path(self) -> Path:
@@ -122,6 +163,7 @@ class LabelSession:
     def handle(self, key: str) -> bool:
         """Apply one key; False when the session should end."""
         armed, self._armed = self._armed, None
+        self.keystrokes += 1
         last = self.rows - 1
         moves = {
             "left": -1,
@@ -143,6 +185,8 @@ class LabelSession:
             self.anchor = self.cursor if self.anchor is None else None
         elif key in ("c", "C", "r", "R"):
             self._edit("cost" if key.lower() == "c" else "reward", 1.0 if key.islower() else 0.0)
+        elif key == "a":
+            self._accept()
         elif key in ("u", "z"):
             self._undo()
         elif key == "v":
@@ -172,13 +216,31 @@ class LabelSession:
         if b < a:
             self.message = "row 0 has no labels (no action led to it)"
             return
-        values = self.episode.steps[label]
-        edit = _Edit(label, value, (a, b), values[a : b + 1].copy())
+        values, origin = self.episode.steps[label], self.episode.steps["label_origin"]
+        edit = _Edit(label, value, (a, b), values[a : b + 1].copy(), origin[a : b + 1].copy())
         values[a : b + 1] = value
+        origin[a : b + 1] = ORIGIN_MANUAL
         self.edits.append(edit)
         self.anchor = None
         verb = "set" if value else "cleared"
         self.message = f"{label} {verb} on rows {a}-{b}"
+
+    def _accept(self) -> None:
+        """Every suggested row becomes a label (one edit per label and run: undo takes them
+        back one by one); rows already labelled so are left as they are."""
+        from data_collection.suggest import intervals
+
+        steps, accepted = self.episode.steps, 0
+        for label, rows in self.suggested.items():
+            for a, b in intervals(rows & ~(steps[label] > 0)):
+                origin = steps["label_origin"]
+                edit = _Edit(label, 1.0, (a, b), steps[label][a : b + 1].copy(),
+                             origin[a : b + 1].copy(), keys=0)  # fmt: skip
+                steps[label][a : b + 1] = 1.0
+                origin[a : b + 1] = ORIGIN_ACCEPTED
+                self.edits.append(edit)
+                accepted += b - a + 1
+        self.message = f"accepted {accepted} suggested rows" if accepted else "no suggestions"
 
     def _undo(self) -> None:
         if not self.edits:
@@ -187,6 +249,7 @@ class LabelSession:
         edit = self.edits.pop()
         a, b = edit.rows
         self.episode.steps[edit.label][a : b + 1] = edit.before
+        self.episode.steps["label_origin"][a : b + 1] = edit.origin_before
         self.message = f"undone: {edit.label} rows {a}-{b}"
 
     # ------------------------------------------------------------------ save
@@ -209,6 +272,7 @@ class LabelSession:
         meta["label_history"] = [*meta.get("label_history", []), entry]
         meta["label_source"] = "manual"
         meta["label_status"] = "reviewed"
+        meta["schema_version"] = SCHEMA_VERSION  # label_origin is a schema-2 field
         replace_episode(self.episode, self.path)
         self.saved.append(self.path)
         self._original = {k: self.episode.steps[k].copy() for k in ("reward", "cost")}
@@ -251,6 +315,11 @@ class LabelSession:
         if self.message:
             draw.text(img, self.message[:44], (x, 370), draw.YELLOW, 0.42)
         rows = [("reward", s["reward"], draw.GREEN), ("cost", s["cost"], draw.RED)]
+        # suggestions, drawn apart from the labels (hatched colours, own bands): not stored
+        rows += [
+            ("suggest r", self.suggested["reward"] & ~(s["reward"] > 0), SUGGEST_REWARD),
+            ("suggest c", self.suggested["cost"] & ~(s["cost"] > 0), SUGGEST_COST),
+        ]
         if "oracle_reward" in s:
             rows += [
                 ("sim rew", s["oracle_reward"], (40, 110, 40)),

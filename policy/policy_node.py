@@ -226,7 +226,10 @@ class RosCollector:
 
     def _label_in_window(self, episode: Episode) -> Episode:
         """The operator labels the episode in the labeler window (data_collection/labeler.py);
-        no ground truth exists on the real arm, so none is stored."""
+        no ground truth exists on the real arm, so none is stored. Cost is suggested from the
+        arm's contact force; the world model's heads are not (measured: its reward rows cost the
+        operator more keys to correct than they save, its cost head is too weak; docs/
+        collecting.md, "Suggested cost and reward labels")."""
         from data_collection.labeler import LabelSession, run_labeler
         from data_collection.teleop.window import CvWindow
 
@@ -237,7 +240,8 @@ class RosCollector:
         episode.metadata.update(label_source="manual", label_delay_steps=0)
         staging = self.staging or Path("labeling")
         path = write_episode(episode, staging)
-        session = run_labeler(LabelSession([path]), CvWindow("fosp finetune: label the episode"))
+        window = CvWindow("fosp finetune: label the episode")
+        session = run_labeler(LabelSession([path]), window)
         labelled = read_episode(session.path)
         path.unlink()
         return labelled
