@@ -47,8 +47,9 @@ def camera_block(image_rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(image_rgb, (384, 384), interpolation=cv2.INTER_NEAREST)
 
 
-def wait_for_frame(display: str, block: np.ndarray, timeout: float = 15.0):
-    """Screenshots until `block` (an upscaled camera frame) is on screen: (screen, (x, y))."""
+def wait_for_frame(display: str, block: np.ndarray, timeout: float = 45.0):
+    """Screenshots until `block` (an upscaled camera frame) is on screen: (screen, (x, y)).
+    Generous timeout: a cold first start (imports, bytecode) can take long to paint."""
     deadline = time.monotonic() + timeout
     score = 0.0
     while time.monotonic() < deadline:
@@ -58,6 +59,23 @@ def wait_for_frame(display: str, block: np.ndarray, timeout: float = 15.0):
             return screen, where
         time.sleep(0.2)
     raise AssertionError(f"frame not on screen (best match {score:.3f})")
+
+
+COST_BAND, SUGGEST_COST_BAND = 1, 3  # timeline bands: reward, cost, suggest r, suggest c
+SUGGEST_ORANGE = (255, 140, 0)  # RGB of labeler.SUGGEST_COST
+
+
+def assert_band(screen, origin, band_index, want, rows=31, n_bands=4):
+    """The timeline (window y 408, 100 px high, x 12 + 70 label .. 696) band `band_index` has
+    colour `want(row)` at every row, sampled off the cursor line."""
+    ox, oy = origin
+    band = (100 - 2 * (n_bands - 1)) // n_bands  # bands 2 px apart
+    y = oy + 408 + band_index * (band + 2) + band // 2
+    step_w = (696 - 70) / rows
+    for row in range(rows):
+        cx = int(ox + 12 + 70 + (row + 0.25) * step_w)
+        got = tuple(int(v) for v in screen[y, cx])
+        assert count_color(screen[y : y + 1, cx : cx + 1], want(row), 40) == 1, (row, got)
 
 
 def test_labeler_window(display, tmp_path):
@@ -79,13 +97,7 @@ def test_labeler_window(display, tmp_path):
         badge = screen[oy + 121 : oy + 125, ox + 412 + 96 : ox + 412 + 116]  # COST badge
         assert count_color(badge, RED) == badge.shape[0] * badge.shape[1], "COST badge not lit"
         # the cost track of the timeline: red over rows 10..15, dark elsewhere
-        step_w = (696 - 70) / 31
-        band_y = oy + 408 + 51 + 24  # timeline at y 408, 100 high: bands reward, cost (49 px)
-        for row in range(31):
-            cx = int(ox + 12 + 70 + (row + 0.25) * step_w)  # off the cursor line
-            want = RED if 10 <= row <= 15 else DARK
-            got = tuple(int(v) for v in screen[band_y, cx])
-            assert count_color(screen[band_y : band_y + 1, cx : cx + 1], want, 40) == 1, (row, got)
+        assert_band(screen, (ox, oy), COST_BAND, lambda row: RED if 10 <= row <= 15 else DARK)
         press(display, window, "q")
         assert proc.wait(timeout=20) == 0, (tmp_path / "label.log").read_text()
     finally:
@@ -94,6 +106,45 @@ def test_labeler_window(display, tmp_path):
     saved = read_episode(path)
     np.testing.assert_array_equal(np.flatnonzero(saved.steps["cost"]), np.arange(10, 16))
     assert saved.metadata["label_history"][0]["edits"][0]["rows"] == [10, 15]
+
+
+def test_labeler_suggestions_window(display, tmp_path):
+    """Contact force on rows 20-22: the suggest band is orange over 20-24 (2 settling rows),
+    the cost band dark; one key `a` makes them cost labels (origin 2), drawn red."""
+    root = tmp_path / "ds"
+    path = write_episode(make_episode(12, n=30, force_rows=(20, 21, 22)), root)
+    episode = read_episode(path)
+    log = open(tmp_path / "label.log", "wb")  # noqa: SIM115
+    proc = launch(display, ["label", str(root)], log)
+    suggested = lambda row: 20 <= row <= 24  # noqa: E731
+    try:
+        window = find_window(display, "fosp label", proc)
+        screen, (x, y) = wait_for_frame(display, camera_block(episode.steps["image"][0]))
+        origin = (x - 12, y - 12)
+        time.sleep(0.3)
+        screen = screenshot(display)
+        cv2.imwrite(str(tmp_path / "suggested.png"), screen[:, :, ::-1])
+        assert_band(
+            screen, origin, SUGGEST_COST_BAND, lambda r: SUGGEST_ORANGE if suggested(r) else DARK
+        )
+        assert_band(screen, origin, COST_BAND, lambda r: DARK)
+        press(display, window, "a", "period")  # accept; move so that a redraw is visible
+        wait_for_frame(display, camera_block(episode.steps["image"][1]))
+        time.sleep(0.3)
+        screen = screenshot(display)
+        cv2.imwrite(str(tmp_path / "accepted.png"), screen[:, :, ::-1])
+        assert_band(screen, origin, COST_BAND, lambda r: RED if suggested(r) else DARK)
+        assert_band(screen, origin, SUGGEST_COST_BAND, lambda r: DARK)  # taken up: not drawn
+        press(display, window, "s", "q")
+        assert proc.wait(timeout=20) == 0, (tmp_path / "label.log").read_text()
+    finally:
+        stop_process(proc)
+        log.close()
+    saved = read_episode(path)
+    np.testing.assert_array_equal(np.flatnonzero(saved.steps["cost"]), np.arange(20, 25))
+    np.testing.assert_array_equal(
+        np.flatnonzero(saved.steps["label_origin"] == 2), np.arange(20, 25)
+    )
 
 
 def test_collector_window(display, tmp_path):
