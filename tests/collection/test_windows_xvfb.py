@@ -147,6 +147,59 @@ def test_labeler_suggestions_window(display, tmp_path):
     )
 
 
+CONTROL_SCRIPT = """
+import sys
+import numpy as np
+from data_collection.takeover import ControlWindow
+image = np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+view = ControlWindow()
+for step, line in enumerate(sys.stdin):
+    view.update(image, line.strip() == "operator", step, 80)
+    print(view.takeovers, flush=True)
+view.close()
+"""
+
+
+def test_control_window_says_who_is_in_control(display, tmp_path):
+    """The takeover's "who is in control" window (policy_node with a SpaceMouse takeover): a
+    green POLICY banner while the policy acts, red OPERATOR while the operator does."""
+    env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CONTROL_SCRIPT],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    image = np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    green = (60, 200, 60)  # RGB of draw.GREEN
+
+    def show(who: str) -> tuple[np.ndarray, int]:
+        proc.stdin.write(who + "\n")
+        proc.stdin.flush()
+        takeovers = int(proc.stdout.readline())
+        screen, (x, y) = wait_for_frame(display, camera_block(image))
+        time.sleep(0.3)  # the banner is drawn with the same frame; a late repaint
+        screen = screenshot(display)
+        return screen[y - 64 : y - 12, x : x + 380], takeovers  # the banner above the camera
+
+    try:
+        find_window(display, "who is in control", proc)
+        banner, takeovers = show("policy")
+        assert count_color(banner, green) > 0.8 * banner.size // 3 and takeovers == 0
+        banner, takeovers = show("operator")
+        assert count_color(banner, RED) > 0.8 * banner.size // 3 and takeovers == 1
+        cv2.imwrite(str(tmp_path / "operator.png"), screenshot(display)[:, :, ::-1])
+        banner, takeovers = show("policy")
+        assert count_color(banner, green) > 0.8 * banner.size // 3 and takeovers == 1
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        stop_process(proc)
+
+
 def test_collector_window(display, tmp_path):
     out = tmp_path / "ds"
     log = open(tmp_path / "collect.log", "wb")  # noqa: SIM115

@@ -366,6 +366,51 @@ def test_the_ros_env_runs_an_episode_on_the_real_stack(franka, wait):
     assert truncated and not terminated
     assert np.median(env.latency) < env.period  # fresh data within the period
     env.close()
+    with stand_in.lock:
+        stand_in.force = np.zeros(6)
+
+
+def test_the_arms_push_becomes_a_suggested_cost_interval_in_the_labeller(franka, tmp_path):
+    """The stand-in reports a 5 N push while the rollout runs steps 20-24: the recorded episode
+    (the collector's and the finetuning loop's path: rollout -> write_episode) stores the force
+    per row, and `fosp label` suggests one cost interval over the push plus the settling rows."""
+    from data_collection.episode import read_episode, write_episode
+    from data_collection.labeler import LabelSession
+    from data_collection.rollout import rollout
+    from data_collection.suggest import SETTLE_ROWS, intervals
+    from robot.ros_env import RosSafeReachEnv
+
+    stand_in, events, node = franka
+    with stand_in.lock:
+        stand_in.force = np.zeros(6)  # no push before it (the reset walks home meanwhile)
+    env = RosSafeReachEnv(NS, stale_grace=1.0)
+    rng = np.random.default_rng(1)
+
+    def push(step):  # once row 19 is stored, the arm feels a push until row 23 is
+        with stand_in.lock:
+            pushing = 19 <= step.row <= 23
+            stand_in.force = np.array([3.0, -4.0, 0.0, 0.0, 0.0, 0.0]) if pushing else np.zeros(6)
+        return ""
+
+    try:
+        run = rollout(
+            env,
+            lambda obs: rng.uniform(-1, 1, 6),
+            {"task": "train", "layout_seed": 0, "control_hz": 10, "label_source": "manual"},
+            on_step=push,
+            max_steps=40,
+        )
+    finally:
+        with stand_in.lock:
+            stand_in.force = np.zeros(6)
+        env.close()
+    path = write_episode(run.episode, tmp_path / "ds")
+    force = read_episode(path).steps["contact_force"]
+    pushed = np.flatnonzero(force > 4.0)
+    # the wrench topic lags the step by at most one period on a loaded machine
+    assert len(pushed) >= 3 and 20 <= pushed[0] <= 21 and 23 <= pushed[-1] <= 24, force
+    (first, last), *rest = intervals(LabelSession([path]).suggested["cost"])
+    assert not rest and (first, last) == (pushed[0], pushed[-1] + SETTLE_ROWS)
 
 
 def test_estop_interrupts_a_walk_home_of_an_arm_that_does_not_follow(franka, wait):
