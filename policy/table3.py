@@ -158,7 +158,8 @@ def plot(summary: list[dict], path: Path) -> Path:
 def plot_learning_curve(log: Path, path: Path, before: Rates | None = None) -> Path:
     """Per-episode learning curve of one finetuning run (its finetune.jsonl): each successful
     episode (| at the top) and violating one (x), the running SR / CV, the share of steps the
-    offline actor acted, and the offline policy's SR / CV before finetuning as dashed lines."""
+    offline actor acted (and the operator, in a run with takeovers), and the offline policy's
+    SR / CV before finetuning as dashed lines."""
     import json
 
     import matplotlib
@@ -175,10 +176,16 @@ def plot_learning_curve(log: Path, path: Path, before: Rates | None = None) -> P
                                    ("violation", 108, "x", "tab:red")):  # fmt: skip
         hits = [r["index"] for r in rows if r[key]]
         ax.scatter(hits, [y] * len(hits), marker=marker, color=colour)
-    share = [
-        100 * r["steps_offline"] / max(1, r["steps_offline"] + r["steps_online"]) for r in rows
+    operator = [r.get("operator_steps", 0) for r in rows]  # takeovers: the operator acted
+    actions = [
+        max(1, r["steps_offline"] + r["steps_online"] + o)
+        for r, o in zip(rows, operator, strict=True)
     ]
+    share = [100 * r["steps_offline"] / n for r, n in zip(rows, actions, strict=True)]
     ax.plot(ep, share, ":", color="grey", label="offline actor's steps %")
+    if any(operator):
+        ax.plot(ep, [100 * o / n for o, n in zip(operator, actions, strict=True)], "-.",
+                color="tab:purple", label="operator's steps % (takeover)")  # fmt: skip
     if before is not None:
         ax.axhline(100 * before.sr, ls="--", color="tab:green", lw=0.8, label="SR before")
         ax.axhline(100 * before.cv, ls="--", color="tab:red", lw=0.8, label="CV before")

@@ -26,6 +26,26 @@ def test_learning_curve_png_from_a_finetune_log(tmp_path):
     assert np.std(image) > 10  # something was drawn
 
 
+def test_learning_curve_shows_the_operators_share_only_with_takeovers(tmp_path):
+    def purple_pixels(operator_steps: int) -> int:
+        log = tmp_path / f"finetune-{operator_steps}.jsonl"
+        rows = [
+            {"index": i, "success": True, "violation": False, "sr_so_far": 1.0,
+             "cv_so_far": 0.0, "steps_offline": 0, "steps_online": 80 - operator_steps,
+             "operator_steps": operator_steps, "interventions": int(operator_steps > 0)}
+            for i in range(5)
+        ]  # fmt: skip
+        log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        import cv2
+
+        image = cv2.imread(str(plot_learning_curve(log, tmp_path / f"c{operator_steps}.png")))
+        purple = np.array([189, 103, 148])  # BGR of matplotlib's tab:purple
+        return int((np.abs(image.astype(int) - purple).max(axis=2) < 30).sum())
+
+    assert purple_pixels(0) == 0
+    assert purple_pixels(20) > 200  # the 25 % line across the episodes, and its legend entry
+
+
 def test_episode_line_shows_the_selection_only_where_there_is_one():
     from policy.finetune import EpisodeReport
 
