@@ -15,7 +15,10 @@ from fosp.errors import UserError
 from robot.workspace import CONTROL_HZ
 
 
-def register(sub, sim_sub) -> None:
+def register(sub, sim_sub, model_suggester=None) -> None:
+    """`model_suggester(run)`: a labeller suggestion source from a trained run (the learner's,
+    handed in by fosp/cli.py so this package does not import it); enables `label
+    --suggest-from`."""
     collect = sim_sub.add_parser(
         "collect", help="scripted operators collect a labelled dataset in the simulated world"
     )
@@ -65,7 +68,7 @@ def register(sub, sim_sub) -> None:
     split.set_defaults(func=_split)
 
     _register_collect(sub)
-    _register_label(sub)
+    _register_label(sub, model_suggester)
 
 
 _NOT_FLAGS = ("pace", "env_kind")  # set from --env
@@ -106,7 +109,7 @@ def _register_collect(sub) -> None:
     p.set_defaults(func=_collect_teleop)
 
 
-def _register_label(sub) -> None:
+def _register_label(sub, model_suggester=None) -> None:
     p = sub.add_parser(
         "label",
         help="scrub episodes and set/clear reward and cost labels (OpenCV window)",
@@ -119,7 +122,14 @@ def _register_label(sub) -> None:
         default="all",
         choices=["all", "unlabelled", "safe+success", "safe+fail", "unsafe+success", "unsafe+fail"],
     )
-    p.set_defaults(func=_label)
+    if model_suggester is not None:
+        p.add_argument(
+            "--suggest-from",
+            metavar="RUN",
+            help="also suggest reward and cost rows from this trained run's world model "
+            "(default: cost from the contact force only; docs/collecting.md)",
+        )
+    p.set_defaults(func=_label, model_suggester=model_suggester)
 
 
 def _output_dataset(path: str) -> Path:
@@ -354,12 +364,15 @@ def _label(args: argparse.Namespace) -> int:
                 f"--filter {args.filter}"
             )
         index = names.index(Path(args.episode).name)
+    suggest = None
+    if getattr(args, "suggest_from", None):
+        suggest = args.model_suggester(args.suggest_from)  # a bad run: one line, no window
     try:
         ui = CvWindow(f"fosp label {root}")
     except WindowError as err:
         print(f"fosp label: {err}", file=sys.stderr)
         return 2
-    session = run_labeler(LabelSession(paths, index=index), ui)
+    session = run_labeler(LabelSession(paths, index=index, suggest=suggest), ui)
     print(f"saved {len(session.saved)} episode(s)")
     if session.saved:
         from data_collection.dataset import Dataset

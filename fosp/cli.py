@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sim_sub = robot_cli.register(sub)
-    data_cli.register(sub, sim_sub)
+    data_cli.register(sub, sim_sub, model_suggester=policy_cli.label_suggestions)
     policy_cli.register(sub)
     demo = sub.add_parser("demo", help="the end-to-end job of `make demo`")
     demo.add_argument("--out", default="out/demo", help="output folder")

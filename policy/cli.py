@@ -196,3 +196,12 @@ def _finetune(args: argparse.Namespace) -> int:
         f"{s['violations']} violations; checkpoint: {args.out}/checkpoint.pt"
     )
     return 0
+
+
+def label_suggestions(run: str):
+    """`fosp label --suggest-from RUN`: the run's world-model label suggestions (a checkpoint
+    that cannot be read is a one-line error before any window opens)."""
+    from policy.label_model import model_suggestions
+    from policy.train import load_agent
+
+    return model_suggestions(load_agent(run, "cpu"))

@@ -296,6 +296,10 @@ class FinetuneConfig:
     ocr_kl_end: float = _opt(0.125, check="non_negative")  # ocr-cft: epsilon after the ramp
     ocr_kl_ramp: int = _opt(20, check="positive")  # ocr-cft: episodes of epsilon's ramp
     label_delay: int = _opt(2, check="non_negative")  # simulated operator's reaction delay (steps)
+    # suggestions in the operator's labelling window on the arm: force = cost rows from the
+    # arm's contact force; force+model adds the world model's reward and cost heads (measured:
+    # more keys to correct than they save, docs/collecting.md "Suggested labels")
+    label_suggestions: str = _opt("force", choices=("force", "force+model"))
     # who may take over during the online episodes (docs/algorithm.md "Takeover"): none;
     # scripted = the simulated operator, from the ground truth (--env sim); spacemouse = the
     # operator's SpaceMouse, any deflection takes over (--env ros)

@@ -1,8 +1,13 @@
 """The world model's own reading of an episode's labels: its reward and cost heads over the
 posterior latents of every row (the checkpoint being finetuned), suggested to the operator
-beside the contact-force suggestion (data_collection/suggest.py)."""
+beside the contact-force suggestion (data_collection/suggest.py) when asked for: `fosp label
+--suggest-from RUN`, or `label_suggestions = force+model` in the finetuning loop on the arm.
+Off by default: measured, its reward rows cost more keys to correct than they save and its cost
+head finds a third of the cost rows (docs/collecting.md, "Suggested labels")."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -32,6 +37,32 @@ def _predict(agent: FOSPAgent, episode: Episode) -> dict[str, np.ndarray]:
     feat = wm.feat(h, z)
     out = {"reward": wm.reward(feat), "cost": wm.cost(feat)}
     return {k: v[0].reshape(-1).float().cpu().numpy() for k, v in out.items()}
+
+
+# the thresholds benchmarks/label_suggestions.py measured (docs/collecting.md)
+REWARD_THRESHOLD = 0.5
+COST_THRESHOLD = 0.25
+
+
+def model_suggestions(
+    agent: FOSPAgent, reward_threshold: float = REWARD_THRESHOLD,
+    cost_threshold: float = COST_THRESHOLD,
+) -> Callable[[Episode], dict[str, np.ndarray]]:  # fmt: skip
+    """A labeller suggestion source (data_collection.labeler.LabelSession's `suggest`): rows
+    where the reward head predicts more than `reward_threshold`, and the cost head more than
+    `cost_threshold`; row 0 never (no action led to it)."""
+
+    def suggest(episode: Episode) -> dict[str, np.ndarray]:
+        predicted = predicted_labels(agent, episode)
+        rows = {
+            "reward": predicted["reward"] > reward_threshold,
+            "cost": predicted["cost"] > cost_threshold,
+        }
+        for r in rows.values():
+            r[0] = False
+        return rows
+
+    return suggest
 
 
 def model_cost_rows(agent: FOSPAgent, episode: Episode, threshold: float = 0.5) -> np.ndarray:

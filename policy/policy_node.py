@@ -81,8 +81,10 @@ class RosCollector:
         log: Callable[[str], None] = print,
         interrupted: Path | None = None,
         takeover=None,
+        suggest: Callable[[Episode], dict[str, np.ndarray]] | None = None,
     ):
-        """`takeover`: a data_collection.takeover.Takeover (the operator's SpaceMouse), or None."""
+        """`takeover`: a data_collection.takeover.Takeover (the operator's SpaceMouse), or None;
+        `suggest`: label suggestions beside the contact force's (policy.label_model), or None."""
         if labels not in ("auto", "env", "labeler"):
             raise ValueError("labels must be auto, env or labeler")
         self.env, self.task, self.seed = env, task, seed
@@ -95,6 +97,7 @@ class RosCollector:
         self.interrupted = Dataset(interrupted or Path(INTERRUPTED_DIR))
         self.stopped: list[Path] = []  # interrupted episodes stored in this run
         self.takeover = takeover
+        self.suggest = suggest
         self.view = None
         if takeover is not None:
             from data_collection.takeover import ControlWindow
@@ -227,9 +230,9 @@ class RosCollector:
     def _label_in_window(self, episode: Episode) -> Episode:
         """The operator labels the episode in the labeler window (data_collection/labeler.py);
         no ground truth exists on the real arm, so none is stored. Cost is suggested from the
-        arm's contact force; the world model's heads are not (measured: its reward rows cost the
-        operator more keys to correct than they save, its cost head is too weak; docs/
-        collecting.md, "Suggested cost and reward labels")."""
+        arm's contact force; the world model's heads only with `label_suggestions = force+model`
+        (measured: its reward rows cost the operator more keys to correct than they save, its
+        cost head is too weak; docs/collecting.md, "Suggested labels")."""
         from data_collection.labeler import LabelSession, run_labeler
         from data_collection.teleop.window import CvWindow
 
@@ -241,7 +244,7 @@ class RosCollector:
         staging = self.staging or Path("labeling")
         path = write_episode(episode, staging)
         window = CvWindow("fosp finetune: label the episode")
-        session = run_labeler(LabelSession([path]), window)
+        session = run_labeler(LabelSession([path], suggest=self.suggest), window)
         labelled = read_episode(session.path)
         path.unlink()
         return labelled
@@ -279,6 +282,7 @@ def finetune_ros(
         collector = RosCollector(
             env, task, tuner.fcfg.seed, tuner.fcfg.label_delay, labels, deadline,
             Path(out) / "labeling", log, Path(out) / INTERRUPTED_DIR, takeover,
+            label_suggester(tuner),
         )  # fmt: skip
         tuner.run(collector, episodes)
     finally:
@@ -291,6 +295,16 @@ def finetune_ros(
         f"{1000 * collector.deadline:.0f} ms, misses {collector.misses_total}"
     )
     return tuner
+
+
+def label_suggester(tuner: Finetuner):
+    """The world model's suggestions for the labelling window (the agent being finetuned, so
+    each episode is read by the latest model), or None (`label_suggestions = force`)."""
+    if tuner.fcfg.label_suggestions != "force+model":
+        return None
+    from policy.label_model import model_suggestions
+
+    return model_suggestions(tuner.agent)
 
 
 def _takeover(kind: str):

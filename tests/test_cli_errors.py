@@ -202,6 +202,8 @@ CASES = [
     ("label-episode-out-of-range", "label {root}/data --episode 99", "--episode 99"),
     ("label-filter", "label {root}/data --filter banana", "--filter"),
     ("label-episode-unknown-file", "label {root}/data --episode nope.npz", "--episode nope.npz"),
+    ("label-suggest-from-missing", "label {root}/data --suggest-from {root}/nope", "config.json"),
+    ("label-suggest-from-evil", "label {root}/data --suggest-from {root}/evil", "refused"),
     ("collect-episodes-0", TELEOP + " --episodes 0", "--episodes"),
     ("collect-task-unknown", TELEOP + " --task banana", "--task"),
     ("collect-countdown-negative", TELEOP + " --countdown -1", "--countdown"),
