@@ -9,7 +9,8 @@ expectile, V_c at the lower one), the REF (eq. 30), advantage-weighted extractio
 advantages normalised by their own spread) and the bounded multiplier update (eq. 27). Every
 bootstrap reads a slow EMA copy. Without an attached replay (`attach`) behaviour learning runs
 on the batch's own window features. The actor is its own module (deep-copy and freeze it for
-safe policy expansion); `act` runs one control step.
+safe policy expansion); the policy that acts (`acting_actor`) is a Polyak average of it
+(`AgentConfig.actor_ema`); `act` runs one control step.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class FOSPAgent(nn.Module):
         self.wm = WorldModel(m)
         f, u, n = self.wm.feat_dim, m.mlp_units, m.mlp_layers
         self.actor = self.new_actor()
+        # the policy that acts: a Polyak average of the trained actor (AgentConfig.actor_ema)
+        self.actor_ema = _slow(self.actor)
         self.q_r = Critic(f, u, n, m.bins, m.action_dim)
         self.q_c = Critic(f, u, n, m.bins, m.action_dim)
         self.v_r = Critic(f, u, n, m.bins)
@@ -108,6 +111,25 @@ class FOSPAgent(nn.Module):
         )  # fmt: skip
         device = getattr(self, "device", None)
         return actor if device is None else actor.to(device)
+
+    @property
+    def acting_actor(self) -> Actor:
+        """The policy that acts (and that finetuning freezes or copies): the Polyak average of
+        the trained actor, or the trained actor itself when `actor_ema` is 0."""
+        return self.actor_ema if self.cfg.agent.actor_ema > 0 else self.actor
+
+    def set_actor(self, actor: Actor) -> None:
+        """Replace the trained actor; the acting average restarts from it."""
+        self.actor = actor
+        self.actor_ema = _slow(actor)
+
+    def _follow_actor(self) -> None:
+        """One Polyak step of the acting actor towards the trained one (after an actor update)."""
+        rate = self.cfg.agent.actor_ema
+        if rate > 0:
+            with torch.no_grad():
+                for p, q in zip(self.actor.parameters(), self.actor_ema.parameters(), strict=True):
+                    q.lerp_(p, rate)
 
     def reset_actor_optimiser(self) -> None:
         """A new Adam state for `self.actor` (a new policy's moments start at zero)."""
@@ -317,6 +339,7 @@ class FOSPAgent(nn.Module):
             metrics.update(actor_metrics)
             metrics["actor/grad_norm"] = self._update("actor", actor_loss, self.actor.parameters())
             metrics["actor/loss"] = actor_loss.detach()
+        self._follow_actor()
 
         # eq. 27 on the states the REF calls feasible (App. A.1: the constraint V_c = 0 holds
         # there; where it does not, lambda_p grows), bounded by lagrange_max
@@ -438,14 +461,15 @@ class FOSPAgent(nn.Module):
         actor: Actor | None = None,
     ) -> tuple[np.ndarray, dict[str, Tensor]]:
         """One control step for a single observation (batch 1). `state` None starts an episode.
-        `actor` lets a caller act with another policy on the same world-model state (PEX)."""
+        `actor` lets a caller act with another policy on the same world-model state (PEX);
+        default: `acting_actor`."""
         state = state or self.initial_state()
         image = torch.as_tensor(obs["image"], device=self.device)[None]
         pose = torch.as_tensor(obs["pose"], device=self.device, dtype=torch.float32)[None]
         h, _ = self.wm.img_step((state["h"], state["z"]), state["action"])
         z = self.wm.sample(self.wm.post_logits(h, self.wm.embed(image, pose)))
         feat = self.wm.feat(h, z)
-        action = (actor or self.actor).sample(feat, deterministic)
+        action = (actor or self.acting_actor).sample(feat, deterministic)
         new_state = {"h": h, "z": z, "action": action, "feat": feat}
         return action[0].cpu().numpy(), new_state
 
@@ -463,7 +487,13 @@ class FOSPAgent(nn.Module):
         }
 
     def load_full_state(self, state: dict[str, Any]) -> None:
-        self.load_state_dict(state["modules"])
+        modules = dict(state["modules"])
+        if not any(k.startswith("actor_ema.") for k in modules):
+            # written before the acting average existed: it starts as the actor that acted then
+            for key, value in state["modules"].items():
+                if key.startswith("actor."):
+                    modules["actor_ema." + key.removeprefix("actor.")] = value
+        self.load_state_dict(modules)
         for k, o in self.opts.items():
             o.load_state_dict(state["optimizers"][k])
         self.lagrangian.load_state_dict(state["lagrangian"])

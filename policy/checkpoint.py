@@ -190,14 +190,30 @@ def load(
             if not isinstance(node, dict) or part not in node:
                 raise CheckpointError(f"{path}: missing key '{key}' (incomplete checkpoint)")
             node = node[part]
-    if cfg is not None and state["architecture"] != cfg.architecture():
-        arch = state["architecture"]
+    if cfg is not None and _with_defaults(state["architecture"]) != cfg.architecture():
+        arch = _with_defaults(state["architecture"])
         diff = _first_difference(arch, cfg.architecture()) if isinstance(arch, dict) else ""
         raise CheckpointError(
             f"{path} was written for another config ({diff or 'architecture'}); "
             "use the run's own config.json or start a new run"
         )
     return state
+
+
+def _with_defaults(arch: Any) -> Any:
+    """A stored architecture with the fields added since it was written at their defaults,
+    as `read_config` fills them in an older config.json (the behaviour the run had then)."""
+    from dataclasses import asdict
+
+    from policy.config import AgentConfig, ModelConfig
+
+    if not isinstance(arch, dict):
+        return arch
+    out = dict(arch)
+    for name, cls in (("model", ModelConfig), ("agent", AgentConfig)):
+        if isinstance(arch.get(name), dict):
+            out[name] = {**asdict(cls()), **arch[name]}
+    return out
 
 
 def _first_difference(a: dict, b: dict, prefix: str = "") -> str:

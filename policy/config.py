@@ -75,6 +75,11 @@ class AgentConfig:
     # behaviour steps at the end of training with the world model frozen and the cache fresh:
     # the features drift between refreshes, and the actor must fit the features it acts from
     settle_steps: int = 0
+    # the policy that acts is a Polyak (EMA) average of the trained actor, this rate per
+    # behaviour step (0: act with the trained actor itself). The actor's SGD iterates differ a
+    # lot in safety: three continuations of one run scored train CV 13, 4 and 3 / 20; their
+    # averages 4, 4 and ... (docs/algorithm.md "Issue 10: the acting actor")
+    actor_ema: float = 0.01
 
 
 @dataclass(frozen=True)

@@ -65,9 +65,10 @@ class PolicyExpansion(FinetuneStrategy):
         gamma = agent.cfg.agent.gamma
         self.q_star = return_upper_bound(cfg.r_max, gamma, cfg.horizon)
         self.c_star = return_upper_bound(cfg.c_max, gamma, cfg.horizon)
-        self.frozen: Actor = copy.deepcopy(agent.actor).requires_grad_(False).eval()
+        # the offline policy as it acted (the Polyak average, AgentConfig.actor_ema)
+        self.frozen: Actor = copy.deepcopy(agent.acting_actor).requires_grad_(False).eval()
         if cfg.init == "scratch":
-            agent.actor = agent.new_actor()
+            agent.set_actor(agent.new_actor())
         # psi' is a new policy: its own optimiser state (the offline Adam moments belong to psi,
         # which no longer learns) unless actor_moments = keep
         if cfg.actor_moments == "reset" or cfg.init == "scratch":
@@ -85,7 +86,7 @@ class PolicyExpansion(FinetuneStrategy):
         agent, a = self.agent, self.agent.cfg.agent
         n = self.cfg.rollouts
         scores = []
-        for actor in (self.frozen, agent.actor):
+        for actor in (self.frozen, agent.acting_actor):
             feats, _ = agent._imagine(feat.expand(n, -1), a.horizon, actor)
             nxt = feats[1:]
             rew, cost, cont = agent.wm.reward(nxt), agent.wm.cost(nxt), agent.wm.cont(nxt)
@@ -112,7 +113,7 @@ class PolicyExpansion(FinetuneStrategy):
         # the world-model state of this observation (the frozen actor's action is replaced)
         _, state = agent.act(obs, state, deterministic, actor=self.frozen)
         feat = state["feat"]
-        actors = (self.frozen, agent.actor)
+        actors = (self.frozen, agent.acting_actor)
         info: dict[str, Any] = {}
         if self.cfg.selection == "step":
             proposals = torch.cat([self.propose(x, feat, deterministic) for x in actors])

@@ -132,7 +132,7 @@ class OcrCftFinetune(SoftActorCritic):
                     f"Q over the anchor on {100 * stats['suppressed_r']:.0f} % of probe "
                     f"actions, Q_c under it on {100 * stats['raised_c']:.0f} %")  # fmt: skip
         out.update({f"align_{k}": v for k, v in stats.items()})
-        self.acting = self._copy(self.agent.actor)
+        self.acting = self._copy(self.agent.acting_actor)
         self.prepared = True
         return out
 
@@ -169,7 +169,7 @@ class OcrCftFinetune(SoftActorCritic):
             self.reference = self._copy(self.acting)
 
     def end_episode(self, episode: Episode) -> dict[str, float]:
-        self.acting = self._copy(self.agent.actor)  # acts in the next episode
+        self.acting = self._copy(self.agent.acting_actor)  # acts in the next episode
         return {"ocr_best_score": self.best_score, "ocr_beta": self.kl_weight}
 
     # ------------------------------------------------------------------ checkpoints

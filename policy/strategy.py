@@ -62,6 +62,9 @@ class FinetuneStrategy:
         if cfg.strategy != self.name:
             raise ValueError(f"{type(self).__name__} is {self.name!r}, not {cfg.strategy!r}")
         self.agent, self.cfg = agent, cfg
+        # finetuning starts from the offline policy as it acted (the Polyak average of the
+        # trained actor, AgentConfig.actor_ema): every strategy copies, freezes or trains that
+        agent.actor.load_state_dict(agent.acting_actor.state_dict())
         self.generator = torch.Generator(device="cpu").manual_seed(cfg.seed)
         self.prepared = False
 
@@ -93,8 +96,8 @@ class FinetuneStrategy:
         deterministic: bool = False,
     ) -> tuple[np.ndarray, dict[str, Tensor], dict[str, Any]]:
         """One control step: (executed action, recurrent state, info with "policy" = who acted).
-        Default: the learning actor alone."""
-        action, state = self.act_with(self.agent.actor, obs, state, deterministic)
+        Default: the learning actor alone (its acting average, FOSPAgent.acting_actor)."""
+        action, state = self.act_with(self.agent.acting_actor, obs, state, deterministic)
         return action, state, {"policy": ONLINE}
 
     # ------------------------------------------------------------------ learning

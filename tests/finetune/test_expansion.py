@@ -101,7 +101,7 @@ def test_act_uses_eq21_on_each_proposals_own_q_from_the_current_state():
     gamma = agent.cfg.agent.gamma
     q_star = return_upper_bound(1.0, gamma, 80)
     offline, online = FixedActor([-0.5] * 6), FixedActor([0.5] * 6)
-    pex.frozen, agent.actor = offline, online
+    pex.frozen, agent.actor, agent.actor_ema = offline, online, online  # acting = trained
     # offline proposal (a[0] < 0): Q = 0.6 Q^*, Q_c = 0.1 C^*; new one: Q = 0.8 Q^*, Q_c = 0.4 C^*
     agent.q_r = TableQ(0.6 * q_star, 0.8 * q_star)
     agent.q_c = TableQ(0.1 * q_star, 0.4 * q_star)
@@ -140,7 +140,7 @@ def test_chunk_selection_spreads_when_one_actor_is_clearly_worse(monkeypatch):
     )  # fmt: skip
     pex = PolicyExpansion(agent, fc)
     offline, online = FixedActor([0.8] * 6), FixedActor([-0.8] * 6)
-    pex.frozen, agent.actor = offline, online
+    pex.frozen, agent.actor, agent.actor_ema = offline, online, online  # acting = trained
 
     def imagine(start, horizon, actor=None):
         # every imagined state carries the actor's action in feature 0; 3 steps
@@ -172,7 +172,7 @@ def test_chunk_selection_spreads_when_one_actor_is_clearly_worse(monkeypatch):
 
 def test_frozen_policy_stays_bit_for_bit_and_the_rest_learns(pretrained, offline_data, tmp_path):
     offline = load_agent(pretrained)
-    before = {k: v.clone() for k, v in offline.actor.state_dict().items()}
+    before = {k: v.clone() for k, v in offline.acting_actor.state_dict().items()}  # as it acted
     critic_before = {k: v.clone() for k, v in offline.q_r.state_dict().items()}
     fc = FinetuneConfig(strategy="pex", updates_per_episode=3, init="copy")
     tuner = finetune_sim(pretrained, tmp_path / "ft", "unseen-1", 2, fc, offline_data, log=None)
@@ -208,7 +208,7 @@ def test_scratch_init_is_a_new_network(pretrained):
 
 def test_direct_strategy_finetunes_the_offline_actor(pretrained, offline_data, tmp_path):
     offline = load_agent(pretrained)
-    before = {k: v.clone() for k, v in offline.actor.state_dict().items()}
+    before = {k: v.clone() for k, v in offline.acting_actor.state_dict().items()}  # as it acted
     fc = FinetuneConfig(strategy="direct", updates_per_episode=2)
     tuner = finetune_sim(pretrained, tmp_path / "d", "unseen-2", 1, fc, offline_data, log=None)
     assert tuner.strategy.name == "direct" and not hasattr(tuner.strategy, "frozen")

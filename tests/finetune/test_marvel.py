@@ -160,7 +160,7 @@ def test_ocr_cft_before_episode_0_moves_q_and_q_c_only(pretrained, offline_data)
 
 def test_ocr_cft_reference_is_the_best_policy_seen_and_the_kl_limit_ramps(pretrained, offline_data):
     ocr = _ocr(pretrained, offline_data, ocr_kl_start=0.0, ocr_kl_end=1.0, ocr_kl_ramp=4)
-    actor = ocr.agent.actor
+    actor = ocr.agent.acting_actor  # what acts in an episode: the trained actor's average
     assert ocr.kl_limit() == 0.0
     ocr.observe_episode(_episode(False, True))  # score -1: better than nothing
     first = ocr.reference.state_dict()

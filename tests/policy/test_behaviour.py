@@ -4,6 +4,8 @@ constructed feasible state gets V_c near 0."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -186,3 +188,61 @@ def test_cache_takes_new_episodes_without_reobserving_the_old(dataset_dir, heldo
     agent.cache.refresh(agent.wm)  # a full refresh computes the new episode the same way
     assert (agent.cache.feat[old_rows:] - new).abs().max().item() < 1e-5
     assert not torch.equal(agent.cache.feat[:old_rows], old)
+
+
+def _with_actor_ema(rate: float):
+    cfg = resolve("tiny")
+    return dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, actor_ema=rate))
+
+
+def test_the_acting_actor_is_the_polyak_average_of_the_trained_one(dataset_dir):
+    """AgentConfig.actor_ema: after every actor update the acting actor moves the rate of the
+    way towards the trained one (by hand: 0 -> 0.25 -> 0.4375 with rate 0.25 and the trained
+    weights at 1), and `act` acts with it; rate 0 acts with the trained actor."""
+    agent = FOSPAgent(_with_actor_ema(0.25))
+    with torch.no_grad():
+        for p, q in zip(agent.actor.parameters(), agent.actor_ema.parameters(), strict=True):
+            p.fill_(1.0)
+            q.zero_()
+    agent._follow_actor()
+    agent._follow_actor()
+    assert all(torch.allclose(q, torch.full_like(q, 0.4375)) for q in agent.actor_ema.parameters())
+    assert agent.acting_actor is agent.actor_ema
+    torch.manual_seed(0)
+    agent.actor.load_state_dict(agent.new_actor().state_dict())  # two different policies
+    agent.actor_ema.load_state_dict(agent.new_actor().state_dict())
+    obs = {"image": np.zeros((64, 64, 3), np.uint8), "pose": np.zeros(6, np.float32)}
+    action, state = agent.act(obs, None)
+    assert np.allclose(action, agent.actor_ema.sample(state["feat"], True)[0].numpy())
+    assert not np.allclose(action, agent.actor.sample(state["feat"], True)[0].detach().numpy())
+    # one behaviour step: one actor update, then the average moves a quarter of the way
+    agent.attach(Replay.from_dataset(dataset_dir, 16, seed=0))
+    agent._refresh_cache(only_new=False)
+    before = [q.clone() for q in agent.actor_ema.parameters()]
+    agent._cached_behaviour_step(0, None)
+    pairs = zip(before, agent.actor.parameters(), agent.actor_ema.parameters(), strict=True)
+    for b, p, q in pairs:
+        assert torch.allclose(q, b + 0.25 * (p.detach() - b), atol=1e-6)
+    assert FOSPAgent(_with_actor_ema(0.0)).acting_actor.__class__ is type(agent.actor)
+    plain = FOSPAgent(_with_actor_ema(0.0))
+    assert plain.acting_actor is plain.actor
+
+
+def test_a_checkpoint_without_the_acting_average_loads_with_it_equal_to_the_actor(
+    dataset_dir, tmp_path
+):
+    """Runs written before AgentConfig.actor_ema existed (no actor_ema weights, no field in
+    their architecture) still load; their acting actor is the actor that acted then."""
+    from policy import checkpoint as ckpt
+
+    cfg = resolve("tiny")
+    agent = FOSPAgent(cfg)
+    state = agent.full_state()
+    state["modules"] = {k: v for k, v in state["modules"].items() if not k.startswith("actor_ema.")}
+    arch = cfg.architecture()
+    del arch["agent"]["actor_ema"]
+    torch.save({"format": ckpt.FORMAT, "architecture": arch, "agent": state}, tmp_path / "c.pt")
+    loaded = FOSPAgent(cfg)
+    loaded.load_full_state(ckpt.load(tmp_path / "c.pt", cfg)["agent"])
+    for p, q in zip(agent.actor.parameters(), loaded.actor_ema.parameters(), strict=True):
+        assert torch.equal(p, q)
