@@ -36,6 +36,7 @@ VARIANTS: dict[str, dict] = {
     "upper-vc": {"expectile_c": 0.8},  # V_c at the upper expectile, as V_r (the old reading)
     "no-slow": {"slow_rate": 1.0},  # bootstraps read the current networks
     "beta3": {"beta_r": 3.0, "beta_c": 3.0},  # softer AWR temperatures on normalised advantages
+    "no-actor-ema": {"actor_ema": 0.0},  # act with the trained actor, not its Polyak average
 }
 
 

@@ -1,0 +1,114 @@
+"""The acting actor (AgentConfig.actor_ema): the Polyak average against the trained actor itself.
+
+    .venv/bin/python benchmarks/acting_actor.py --runs RUN [RUN ...] [--tasks train unseen-3]
+        [--tests 20]
+    .venv/bin/python benchmarks/acting_actor.py --runs RUN --dataset DATA --continue 1000
+        [--streams 0 1 2] [--rate 0.01] [--tasks train]
+
+Paired: both actors of the same run are scored on the same seeded tests (the trained actor's
+training does not depend on the average, so `actor_ema = 0` would train the same weights). With
+`--continue N`, behaviour learning goes on N steps on the run's frozen world model (as settling
+does) once per RNG stream, with a fresh average of rate `--rate` beside it, and both are scored:
+how much a policy's safety depends on where its SGD iterates stop. Prints SR / CV per actor and
+task, pooled over runs or streams, with Wilson 95 % intervals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from policy.evaluate import evaluate, wilson  # noqa: E402
+from policy.train import load_agent, load_replay, set_threads  # noqa: E402
+from robot.task_spec import TEST_LAYOUT_SEED  # noqa: E402
+
+
+def score(agent, actor, tasks: list[str], tests: int) -> dict[str, tuple[int, int, int]]:
+    """SR / CV counts of `actor` acting on the agent's world model, per task."""
+    saved = agent.actor_ema
+    agent.actor_ema = actor  # acting_actor (actor_ema > 0) is this module
+    try:
+        out = {}
+        for task in tasks:
+            r = evaluate(agent, task, tests, TEST_LAYOUT_SEED)
+            out[task] = (r.successes, r.violations, r.episodes)
+        return out
+    finally:
+        agent.actor_ema = saved
+
+
+def continued(run: str, dataset: str, steps: int, stream: int, rate: float):
+    """The run's agent after `steps` more behaviour steps on its frozen world model (RNG stream
+    `stream`), and a Polyak average of rate `rate` that followed them."""
+    agent = load_agent(run, "cpu")
+    replay, _ = load_replay(dataset, agent.cfg, torch.device("cpu"))
+    agent.attach(replay)
+    torch.manual_seed(stream)
+    average = copy.deepcopy(agent.actor).requires_grad_(False)
+    agent.train()
+    agent._refresh_cache(only_new=False)
+    for k in range(steps):
+        agent._cached_behaviour_step(k, None)
+        with torch.no_grad():
+            for p, q in zip(agent.actor.parameters(), average.parameters(), strict=True):
+                q.lerp_(p, rate)
+    agent.eval()
+    return agent, average
+
+
+def table(results: dict[str, list[dict]], tasks: list[str]) -> str:
+    lines = ["| actor | n | " + " | ".join(f"{t} SR % [95 %] | {t} CV % [95 %]" for t in tasks)]
+    lines[0] += " |"
+    lines.append("|---|---|" + "---|---|" * len(tasks))
+    for name, rows in results.items():
+        cells = []
+        for t in tasks:
+            s, v, n = (sum(r[t][i] for r in rows) for i in range(3))
+            lo, hi = wilson(s, n)
+            clo, chi = wilson(v, n)
+            cells.append(f"{100 * s / n:.0f} [{100 * lo:.0f}, {100 * hi:.0f}]")
+            cells.append(f"{100 * v / n:.0f} [{100 * clo:.0f}, {100 * chi:.0f}]")
+        lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", nargs="+", required=True, help="pretrained run folders")
+    p.add_argument("--tasks", nargs="+", default=["train", "unseen-1", "unseen-2", "unseen-3"])
+    p.add_argument("--tests", type=int, default=20)
+    p.add_argument("--dataset", help="the runs' dataset (for --continue)")
+    p.add_argument("--continue", dest="steps", type=int, default=0, help="behaviour steps")
+    p.add_argument("--streams", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--rate", type=float, default=0.01)
+    args = p.parse_args()
+    set_threads()
+    results: dict[str, list[dict]] = {"Polyak average (acting)": [], "trained actor": []}
+    for run in args.runs:
+        if args.steps:
+            for stream in args.streams:
+                agent, average = continued(run, args.dataset, args.steps, stream, args.rate)
+                pair = (score(agent, average, args.tasks, args.tests),
+                        score(agent, agent.actor, args.tasks, args.tests))  # fmt: skip
+                print(f"{run} stream {stream}: average {pair[0]}, trained {pair[1]}", flush=True)
+                results["Polyak average (acting)"].append(pair[0])
+                results["trained actor"].append(pair[1])
+        else:
+            agent = load_agent(run, "cpu")
+            pair = (score(agent, agent.actor_ema, args.tasks, args.tests),
+                    score(agent, agent.actor, args.tasks, args.tests))  # fmt: skip
+            print(f"{run}: average {pair[0]}, trained {pair[1]}", flush=True)
+            results["Polyak average (acting)"].append(pair[0])
+            results["trained actor"].append(pair[1])
+    print(table(results, args.tasks))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
