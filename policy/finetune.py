@@ -175,6 +175,7 @@ class EpisodeReport:
             else ""
         )
         choice = "" if math.isnan(self.p_offline) else f" (P_off {self.p_offline:.2f})"  # direct
+        run = "resumed" if math.isnan(self.t_episode) else f"{self.t_episode:.1f} s"
         return (
             f"ep {self.index:3d}: offline {self.steps_offline:2d}/{n} new {self.steps_online:2d}/"
             f"{n}{choice}{takeover}  "
@@ -184,7 +185,7 @@ class EpisodeReport:
             f"wm {self.losses.get('wm/loss', float('nan')):.3g} "
             f"actor {self.losses.get('actor/loss', float('nan')):.3g}  "
             f"lambda {self.lambda_p:.4g}  "
-            f"[run {self.t_episode:.1f} s, {self.t_updates:.1f} s updates, "
+            f"[run {run}, {self.t_updates:.1f} s updates, "
             f"ckpt {self.t_checkpoint:.2f} s]"
         )
 

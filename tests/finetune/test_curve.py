@@ -49,12 +49,12 @@ def test_learning_curve_shows_the_operators_share_only_with_takeovers(tmp_path):
 def test_episode_line_shows_the_selection_only_where_there_is_one():
     from policy.finetune import EpisodeReport
 
-    def report(p_offline: float, offline: int, violation: bool = False) -> str:
+    def report(p_offline: float, offline: int, violation: bool = False, t_run=1.0) -> str:
         return EpisodeReport(
             index=3, file="f", steps_offline=offline, steps_online=80 - offline,
             cost_steps_offline=4, cost_steps_online=1,
             p_offline=p_offline, success=True, violation=violation, sr_so_far=1.0, cv_so_far=0.0,
-            losses={}, lambda_p=0.1, t_episode=1.0, t_updates=2.0, t_checkpoint=0.1,
+            losses={}, lambda_p=0.1, t_episode=t_run, t_updates=2.0, t_checkpoint=0.1,
         ).line()  # fmt: skip
 
     assert "offline 30/80 new 50/80 (P_off 0.41)" in report(0.41, 30)
@@ -62,6 +62,9 @@ def test_episode_line_shows_the_selection_only_where_there_is_one():
     assert "new 80/80  S-" in direct and "nan" not in direct.split("wm")[0]
     assert "cost steps" not in report(0.41, 30)  # a safe episode has nothing to attribute
     assert "SV (cost steps off 4 new 1)" in report(0.41, 30, violation=True)
+    assert "[run 1.0 s, 2.0 s updates" in report(0.41, 30)
+    # an episode run before a crash and updated on resume has no run time to show
+    assert "[run resumed, 2.0 s updates" in report(0.41, 30, t_run=float("nan"))
 
 
 def test_cost_steps_are_attributed_to_the_actor_that_acted():
