@@ -24,7 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from policy.evaluate import evaluate, wilson  # noqa: E402
+from benchmarks.learner_ablation import pooled_table  # noqa: E402
+from policy.agent import polyak  # noqa: E402
+from policy.evaluate import evaluate  # noqa: E402
 from policy.train import load_agent, load_replay, set_threads  # noqa: E402
 from robot.task_spec import TEST_LAYOUT_SEED  # noqa: E402
 
@@ -55,27 +57,9 @@ def continued(run: str, dataset: str, steps: int, stream: int, rate: float):
     agent._refresh_cache(only_new=False)
     for k in range(steps):
         agent._cached_behaviour_step(k, None)
-        with torch.no_grad():
-            for p, q in zip(agent.actor.parameters(), average.parameters(), strict=True):
-                q.lerp_(p, rate)
+        polyak(agent.actor, average, rate)
     agent.eval()
     return agent, average
-
-
-def table(results: dict[str, list[dict]], tasks: list[str]) -> str:
-    lines = ["| actor | n | " + " | ".join(f"{t} SR % [95 %] | {t} CV % [95 %]" for t in tasks)]
-    lines[0] += " |"
-    lines.append("|---|---|" + "---|---|" * len(tasks))
-    for name, rows in results.items():
-        cells = []
-        for t in tasks:
-            s, v, n = (sum(r[t][i] for r in rows) for i in range(3))
-            lo, hi = wilson(s, n)
-            clo, chi = wilson(v, n)
-            cells.append(f"{100 * s / n:.0f} [{100 * lo:.0f}, {100 * hi:.0f}]")
-            cells.append(f"{100 * v / n:.0f} [{100 * clo:.0f}, {100 * chi:.0f}]")
-        lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def main() -> int:
@@ -106,7 +90,7 @@ def main() -> int:
             print(f"{run}: average {pair[0]}, trained {pair[1]}", flush=True)
             results["Polyak average (acting)"].append(pair[0])
             results["trained actor"].append(pair[1])
-    print(table(results, args.tasks))
+    print(pooled_table(results, args.tasks, "actor"))
     return 0
 
 

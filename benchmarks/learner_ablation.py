@@ -79,13 +79,12 @@ def worker(variant: str, seed: int, args) -> None:
     (out / "result.json").write_text(json.dumps(res) + "\n")
 
 
-def table(results: list[dict], tasks: list[str]) -> str:
-    lines = [
-        "| variant | seeds | " + " | ".join(f"{t} SR % [95 %] | {t} CV %" for t in tasks) + " |"
-    ]
-    lines.append("|---|---|" + "---|---|" * len(tasks))
-    for variant in dict.fromkeys(r["variant"] for r in results):
-        rows = [r for r in results if r["variant"] == variant]
+def pooled_table(groups: dict[str, list[dict]], tasks: list[str], label: str) -> str:
+    """SR / CV per group and task, counts ([successes, violations, episodes] per task) pooled
+    over the group's rows, with Wilson 95 % intervals."""
+    head = " | ".join(f"{t} SR % [95 %] | {t} CV % [95 %]" for t in tasks)
+    lines = [f"| {label} | n | {head} |", "|---|---|" + "---|---|" * len(tasks)]
+    for name, rows in groups.items():
         cells = []
         for t in tasks:
             s, v, n = (sum(r[t][i] for r in rows) for i in range(3))
@@ -93,8 +92,16 @@ def table(results: list[dict], tasks: list[str]) -> str:
             clo, chi = wilson(v, n)
             cells.append(f"{100 * s / n:.0f} [{100 * lo:.0f}, {100 * hi:.0f}]")
             cells.append(f"{100 * v / n:.0f} [{100 * clo:.0f}, {100 * chi:.0f}]")
-        lines.append(f"| {variant} | {len(rows)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {len(rows)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def table(results: list[dict], tasks: list[str]) -> str:
+    groups = {
+        v: [r for r in results if r["variant"] == v]
+        for v in dict.fromkeys(r["variant"] for r in results)
+    }
+    return pooled_table(groups, tasks, "variant")
 
 
 def main() -> int:

@@ -48,6 +48,13 @@ def _slow(net: nn.Module) -> nn.Module:
     return copy.deepcopy(net).requires_grad_(False)
 
 
+@torch.no_grad()
+def polyak(fast: nn.Module, slow: nn.Module, rate: float) -> None:
+    """Move `slow`'s weights `rate` of the way towards `fast`'s (slow targets, acting average)."""
+    for p, q in zip(fast.parameters(), slow.parameters(), strict=True):
+        q.lerp_(p, rate)
+
+
 class FOSPAgent(nn.Module):
     def __init__(self, cfg: Config, device: str | torch.device = "cpu"):
         super().__init__()
@@ -125,11 +132,8 @@ class FOSPAgent(nn.Module):
 
     def _follow_actor(self) -> None:
         """One Polyak step of the acting actor towards the trained one (after an actor update)."""
-        rate = self.cfg.agent.actor_ema
-        if rate > 0:
-            with torch.no_grad():
-                for p, q in zip(self.actor.parameters(), self.actor_ema.parameters(), strict=True):
-                    q.lerp_(p, rate)
+        if self.cfg.agent.actor_ema > 0:
+            polyak(self.actor, self.actor_ema, self.cfg.agent.actor_ema)
 
     def reset_actor_optimiser(self) -> None:
         """A new Adam state for `self.actor` (a new policy's moments start at zero)."""
@@ -357,11 +361,9 @@ class FOSPAgent(nn.Module):
         metrics["ref/u_at_violation"] = (u * viol).sum() / viol.sum().clamp_min(1)
         metrics["ref/u_no_violation"] = (u * (1 - viol)).sum() / (1 - viol).sum().clamp_min(1)
 
-        with torch.no_grad():  # slow copies follow
-            for fast, slow in ((self.v_r, self.v_r_slow), (self.v_c, self.v_c_slow),
-                               (self.ref, self.ref_slow)):  # fmt: skip
-                for p, q in zip(fast.parameters(), slow.parameters(), strict=True):
-                    q.lerp_(p, a.slow_rate)
+        for fast, slow in ((self.v_r, self.v_r_slow), (self.v_c, self.v_c_slow),
+                           (self.ref, self.ref_slow)):  # fmt: skip
+            polyak(fast, slow, a.slow_rate)  # slow copies follow
         return metrics
 
     def _extraction_step(

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from data_collection.episode import Episode
-from policy.agent import FOSPAgent
+from policy.agent import FOSPAgent, polyak
 from policy.config import FinetuneConfig
 from policy.lagrangian import AdaptivePIDLagrangian
 from policy.networks import Actor
@@ -82,10 +82,8 @@ class SoftActorCritic(FinetuneStrategy):
 
     def follow_slow(self) -> None:
         rate = self.agent.cfg.agent.slow_rate
-        with torch.no_grad():
-            for fast, slow in ((self.agent.q_r, self.q_r_slow), (self.agent.q_c, self.q_c_slow)):
-                for p, q in zip(fast.parameters(), slow.parameters(), strict=True):
-                    q.lerp_(p, rate)
+        for fast, slow in ((self.agent.q_r, self.q_r_slow), (self.agent.q_c, self.q_c_slow)):
+            polyak(fast, slow, rate)
 
     def q_losses(
         self, d: dict[str, Tensor], actor: Actor | None = None
