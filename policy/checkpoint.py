@@ -19,6 +19,7 @@ import random
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import torch
 from fosp.errors import UserError
 from fosp.files import PARTIAL, partial_name
 from fosp.files import atomic_write_bytes as _atomic_write_bytes
-from policy.config import Config
+from policy.config import AgentConfig, Config, ModelConfig
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -203,10 +204,6 @@ def load(
 def _with_defaults(arch: Any) -> Any:
     """A stored architecture with the fields added since it was written at their defaults,
     as `read_config` fills them in an older config.json (the behaviour the run had then)."""
-    from dataclasses import asdict
-
-    from policy.config import AgentConfig, ModelConfig
-
     if not isinstance(arch, dict):
         return arch
     out = dict(arch)
