@@ -8,6 +8,8 @@ wraps around at pi the way rpy or an absolute rotation vector of a downward grip
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -16,13 +18,23 @@ def skew(v: np.ndarray) -> np.ndarray:
 
 
 def rotvec_to_matrix(rotvec: np.ndarray) -> np.ndarray:
-    """Rodrigues' formula."""
-    rotvec = np.asarray(rotvec, dtype=np.float64)
-    angle = float(np.linalg.norm(rotvec))
+    """Rodrigues' formula, R = I + sin(t)/t K + (1 - cos(t))/t^2 K^2 with K = skew(rotvec), written
+    out in scalars: the safety filter calls it several times per command."""
+    x, y, z = (float(v) for v in np.asarray(rotvec, dtype=np.float64).reshape(3))
+    angle_sq = x * x + y * y + z * z
+    angle = math.sqrt(angle_sq)
     if angle < 1e-12:
-        return np.eye(3) + skew(rotvec)
-    k = skew(rotvec / angle)
-    return np.eye(3) + np.sin(angle) * k + (1.0 - np.cos(angle)) * (k @ k)
+        return np.array([[1.0, -z, y], [z, 1.0, -x], [-y, x, 1.0]])
+    s = math.sin(angle) / angle
+    c = (1.0 - math.cos(angle)) / angle_sq
+    # K^2 = v v^T - |v|^2 I
+    return np.array(
+        [
+            [1.0 + c * (x * x - angle_sq), c * x * y - s * z, c * x * z + s * y],
+            [c * x * y + s * z, 1.0 + c * (y * y - angle_sq), c * y * z - s * x],
+            [c * x * z - s * y, c * y * z + s * x, 1.0 + c * (z * z - angle_sq)],
+        ]
+    )
 
 
 def matrix_to_rotvec(matrix: np.ndarray) -> np.ndarray:

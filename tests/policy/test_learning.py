@@ -11,7 +11,7 @@ from policy.agent import FOSPAgent
 from policy.config import resolve
 from policy.replay import Replay
 
-STEPS = 250
+STEPS = 190
 
 
 @pytest.fixture(scope="module")
