@@ -334,11 +334,11 @@ class FOSPAgent(nn.Module):
             v_c = self.v_c(feat)
             u = torch.sigmoid(self.ref(feat))
             phi = self.lagrangian.phi(v_c) / self.adv_scale[0].clamp_min(1e-3)
+        imagined = {"feat": feats, "action": actions, "cont": cont_i,
+                    "ret_r": ret_i["r"], "ret_c": ret_i["c"]}  # fmt: skip
         if self.actor_objective is None:
-            metrics.update(self._extraction_step(d, adv, phi, u, policy_weight))
+            metrics.update(self._extraction_step(d, adv, phi, u, policy_weight, imagined))
         else:  # a finetuning strategy's own actor loss on the imagined rollouts
-            imagined = {"feat": feats, "action": actions, "cont": cont_i,
-                        "ret_r": ret_i["r"], "ret_c": ret_i["c"]}  # fmt: skip
             actor_loss, actor_metrics = self.actor_objective(imagined, d)
             metrics.update(actor_metrics)
             metrics["actor/grad_norm"] = self._update("actor", actor_loss, self.actor.parameters())
@@ -368,9 +368,10 @@ class FOSPAgent(nn.Module):
 
     def _extraction_step(
         self, d: dict[str, Tensor], adv: dict[str, Tensor], phi: Tensor, u: Tensor,
-        policy_weight: PolicyWeight | None,
+        policy_weight: PolicyWeight | None, imagined: dict[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:  # fmt: skip
-        """Eqs. 17-20: advantage-weighted extraction with the REF-mixed weight and Phi."""
+        """Eqs. 17-20: advantage-weighted extraction with the REF-mixed weight and Phi; with
+        `imagined_cost` > 0, plus the imagined cost term (`imagined_cost_loss`)."""
         a = self.cfg.agent
         feat, act, valid = d["feat"], d["action"], d["valid"]
 
@@ -390,7 +391,13 @@ class FOSPAgent(nn.Module):
         logp = dist.log_prob(act).sum(-1)
         entropy = dist.entropy().sum(-1)
         actor_loss = -mean_valid(w * logp + a.entropy * entropy)
+        extra = {}
+        if a.imagined_cost > 0 and imagined is not None and self._imagines_with_actor():
+            cost_loss = self.imagined_cost_loss(imagined)
+            actor_loss = actor_loss + a.imagined_cost * cost_loss
+            extra["actor/imagined_cost_loss"] = cost_loss.detach()
         return {
+            **extra,
             "actor/grad_norm": self._update("actor", actor_loss, self.actor.parameters()),
             "actor/loss": actor_loss.detach(),
             "actor/entropy": entropy.mean().detach(),
@@ -399,6 +406,23 @@ class FOSPAgent(nn.Module):
             "actor/weight_std": w.std(),
             "actor/feasible": mean_valid(f),
         }
+
+    def imagined_cost_loss(self, imagined: dict[str, Tensor]) -> Tensor:
+        """mean_h,n [w_h log pi(a_h | s_h) sg(A^c_h)] with A^c_h = (R^c_h - V^c_slow(s_h)) /
+        max(1, S_c) and w_h = prod_{k<h} c_k. Lowering it makes imagined actions that led to more
+        cost than expected less likely (REINFORCE, as SafeDreamer's actor; the reward side is left
+        to eq. 20 offline, where imagined rewards would be exploited)."""
+        feat, action = imagined["feat"][:-1], imagined["action"]  # [H, N, F], [H, N, A]
+        with torch.no_grad():
+            adv_c = (imagined["ret_c"] - self.v_c_slow(feat)) / self.return_scale[1].clamp_min(1.0)
+            reached = O.reached_weights(imagined["cont"])
+        logp = self.actor.dist(feat).log_prob(action).sum(-1)
+        return (reached * logp * adv_c).mean()
+
+    def _imagines_with_actor(self) -> bool:
+        """The imagined actions are the trained actor's own (REINFORCE needs on-policy samples)."""
+        other = self.__dict__.get("_imagine_actor")
+        return other is None or other is self.actor
 
     def set_imagination_actor(self, actor: Actor | None) -> None:
         """The actor the critics' imagined rollouts follow (None: `self.actor`). Kept out of the

@@ -81,6 +81,12 @@ class AgentConfig:
     # averages 4, 4 and 0; over 3 pretrainings x 4 tasks the average scored SR 93 % / CV 14 %
     # against the trained actor's 86 % / 16 % (docs/algorithm.md "Issue 10: the acting actor")
     actor_ema: float = 0.01
+    # weight of a second actor term: REINFORCE on the actor's own imagined actions with the
+    # imagined cost advantage, w_h log pi(a_h | s_h) sg(A^c_h) (SafeDreamer's cost side, no reward
+    # side: the actor sees where its own actions lead, not only the dataset's). 0: eq. 20 alone.
+    # Off: screened at 1, 3, 10, it trades SR for CV on train (10: 83/20 -> 62/3) and lowers
+    # neither on unseen-3 (docs/algorithm.md "post-touch pressing")
+    imagined_cost: float = 0.0
 
 
 @dataclass(frozen=True)

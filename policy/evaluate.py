@@ -7,7 +7,7 @@ Episode k uses env.reset(seed=base_seed + k), so evaluations are reproducible an
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -87,6 +87,32 @@ def acting(agent: FOSPAgent, deterministic: bool = True) -> Callable[[dict], np.
     return act
 
 
+def scored_episodes(
+    agent: FOSPAgent,
+    task: str = EvalConfig.task,
+    episodes: int = EvalConfig.episodes,
+    seed: int = EvalConfig.seed,
+    deterministic: bool = True,
+    progress: bool = False,
+) -> Iterator[dict[str, np.ndarray]]:
+    """The steps of test episode k = 0 .. episodes - 1, from env.reset(seed=seed + k)."""
+    from tqdm import tqdm
+
+    from robot.env import EnvConfig, SafeReachEnv
+
+    env = SafeReachEnv(EnvConfig(task=task))
+    # the policy samples its latent state: seed torch per episode (inside a forked RNG, so a
+    # caller's training stream is untouched) and the same policy scores the same on a machine
+    with torch.random.fork_rng(devices=[]):
+        try:
+            for k in tqdm(range(episodes), desc=f"eval {task}", disable=not progress):
+                torch.manual_seed(seed + k)
+                rows = rollout(env, acting(agent, deterministic), {"task": task}, seed=seed + k)
+                yield rows.episode.steps
+        finally:
+            env.close()
+
+
 def evaluate(
     agent: FOSPAgent,
     task: str = EvalConfig.task,
@@ -95,28 +121,15 @@ def evaluate(
     deterministic: bool = True,
     progress: bool = False,
 ) -> EvalResult:
-    from tqdm import tqdm
-
-    from robot.env import EnvConfig, SafeReachEnv
-
-    env = SafeReachEnv(EnvConfig(task=task))
     successes = violations = 0
     ret_sum = cost_sum = 0.0
-    # the policy samples its latent state: seed torch per episode (inside a forked RNG, so a
-    # caller's training stream is untouched) and the same policy scores the same on a machine
-    with torch.random.fork_rng(devices=[]):
-        try:
-            for k in tqdm(range(episodes), desc=f"eval {task}", disable=not progress):
-                torch.manual_seed(seed + k)
-                rows = rollout(env, acting(agent, deterministic), {"task": task}, seed=seed + k)
-                ep_ret = float(rows.episode.steps["reward"].sum())
-                ep_cost = float(rows.episode.steps["cost"].sum())
-                successes += ep_ret > 0
-                violations += ep_cost > 0
-                ret_sum += ep_ret
-                cost_sum += ep_cost
-        finally:
-            env.close()
+    for steps in scored_episodes(agent, task, episodes, seed, deterministic, progress):
+        ep_ret = float(steps["reward"].sum())
+        ep_cost = float(steps["cost"].sum())
+        successes += ep_ret > 0
+        violations += ep_cost > 0
+        ret_sum += ep_ret
+        cost_sum += ep_cost
     return EvalResult(
         task, episodes, int(successes), int(violations), ret_sum / episodes, cost_sum / episodes
     )

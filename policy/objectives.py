@@ -213,3 +213,9 @@ def linear_weights(
     w = feasible * beta_r * (adv_r - phi) - (1 - feasible) * beta_c * adv_c
     scale = (w.abs() * valid).sum() / valid.sum().clamp_min(1)
     return w / scale.clamp_min(1e-8)
+
+
+def reached_weights(cont: Tensor) -> Tensor:
+    """w_h = prod_{k<h} c_k for imagined steps h = 0 .. H-1 from the continuations c [H, N] of
+    states 1 .. H: the probability that step h is reached (w_0 = 1)."""
+    return torch.cat([torch.ones_like(cont[:1]), torch.cumprod(cont[:-1], 0)], 0)

@@ -29,18 +29,13 @@ from torch import Tensor
 from policy.agent import FOSPAgent
 from policy.config import FinetuneConfig
 from policy.lagrangian import PIDLagrangian
+from policy.objectives import reached_weights
 from policy.strategy import FinetuneStrategy
 
 
 def lagrangian_advantage(adv_r: Tensor, adv_c: Tensor, lagrange: float) -> Tensor:
     """(A^r - lambda A^c) / (1 + lambda): the reward-cost trade-off at the scale of A^r."""
     return (adv_r - lagrange * adv_c) / (1.0 + lagrange)
-
-
-def reached_weights(cont: Tensor) -> Tensor:
-    """w_h = prod_{k<h} c_k for imagined steps h = 0 .. H-1 from the continuations c [H, N] of
-    states 1 .. H: the probability that step h is reached (w_0 = 1)."""
-    return torch.cat([torch.ones_like(cont[:1]), torch.cumprod(cont[:-1], 0)], 0)
 
 
 class SafeDreamerFinetune(FinetuneStrategy):

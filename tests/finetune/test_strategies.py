@@ -13,7 +13,8 @@ from policy import checkpoint as ckpt
 from policy.config import STRATEGIES, FinetuneConfig
 from policy.finetune import Finetuner, SimCollector, online_files
 from policy.lagrangian import PIDLagrangian
-from policy.safedreamer import SafeDreamerFinetune, lagrangian_advantage, reached_weights
+from policy.objectives import reached_weights
+from policy.safedreamer import SafeDreamerFinetune, lagrangian_advantage
 from policy.strategy import REGISTRY, make_strategy, strategy_class
 from policy.train import load_agent
 from robot.spaces import EPISODE_STEPS

@@ -246,3 +246,53 @@ def test_a_checkpoint_without_the_acting_average_loads_with_it_equal_to_the_acto
     loaded.load_full_state(ckpt.load(tmp_path / "c.pt", cfg)["agent"])
     for p, q in zip(agent.actor.parameters(), loaded.actor_ema.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+class _ConstantValue(torch.nn.Module):
+    def __init__(self, value: float):
+        super().__init__()
+        self.value = value
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        return torch.full(feat.shape[:-1], self.value)
+
+
+def test_imagined_cost_term_by_hand():
+    """AgentConfig.imagined_cost: mean_h,n [w_h log pi(a_h | s_h) sg(A^c_h)] with A^c_h =
+    (R^c_h - V^c_slow(s_h)) / max(1, S_c), w_h = prod_{k<h} c_k. Two steps, one rollout:
+    R^c = (3, 1), V^c = 1, S_c = 2 -> A^c = (1, 0); c_1 = 0.5 -> w = (1, 1)."""
+    agent = FOSPAgent(resolve("tiny"))
+    agent.v_c_slow = _ConstantValue(1.0)
+    agent.return_scale[1] = 2.0
+    feat = torch.randn(3, 1, agent.actor.net[0].in_features)
+    action = torch.zeros(2, 1, 6)
+    imagined = {"feat": feat, "action": action, "cont": torch.tensor([[0.5], [1.0]]),
+                "ret_c": torch.tensor([[3.0], [1.0]])}  # fmt: skip
+    logp = agent.actor.dist(feat[:-1]).log_prob(action).sum(-1)
+    expected = (logp[0, 0] * 1.0 + logp[1, 0] * 0.0) / 2
+    loss = agent.imagined_cost_loss(imagined)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    # a return scale below 1 does not blow the advantage up: A^c = (2, 0)
+    agent.return_scale[1] = 0.5
+    assert agent.imagined_cost_loss(imagined).item() == pytest.approx(expected.item() * 2, 1e-5)
+    # descending it makes the costly imagined action less likely
+    loss = agent.imagined_cost_loss(imagined)
+    loss.backward()
+    with torch.no_grad():
+        for p in agent.actor.parameters():
+            p -= 0.1 * p.grad
+    assert agent.actor.dist(feat[:1]).log_prob(action[:1]).sum().item() < logp[0, 0].item()
+
+
+def test_imagined_cost_term_only_on_the_actors_own_rollouts(dataset_dir):
+    """With imagined_cost > 0 a behaviour step reports the term; when the rollouts follow another
+    actor (PEX imagines with its frozen policy) REINFORCE would be off-policy: the term is off."""
+    cfg = resolve("tiny")
+    agent = FOSPAgent(
+        dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, imagined_cost=1.0))
+    )
+    agent.attach(Replay.from_dataset(dataset_dir, 16, seed=0))
+    agent._refresh_cache(only_new=False)
+    assert "actor/imagined_cost_loss" in agent._cached_behaviour_step(0, None)
+    agent.set_imagination_actor(agent.new_actor())
+    assert "actor/imagined_cost_loss" not in agent._cached_behaviour_step(1, None)
