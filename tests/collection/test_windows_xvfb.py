@@ -207,26 +207,33 @@ def test_collector_window(display, tmp_path):
     proc = launch(display, [*argv, "--episodes", "1", "--countdown", "1", "--seed", "5"], log)
     try:
         window = find_window(display, "fosp collect", proc)
-        time.sleep(1.5)  # the countdown
+
+        def recording_screen(timeout: float, want_lit: bool):
+            """Screenshots until the title "RECORDING" is red (and, with `want_lit`, the COST
+            badge lit): the window is found by its dark background + the camera."""
+            deadline = time.monotonic() + timeout
+            while True:
+                screen = screenshot(display)
+                ys, xs = np.nonzero(np.abs(screen.astype(int) - (24, 24, 24)).max(axis=2) <= 2)
+                if len(xs):
+                    ox, oy = xs.min(), ys.min()
+                    title = screen[oy + 14 : oy + 40, ox + 412 : ox + 560]
+                    badge = screen[oy + 121 : oy + 125, ox + 412 + 96 : ox + 412 + 116]
+                    lit = count_color(badge, RED) == badge.size // 3
+                    recording = count_color(title, RED) > 50
+                    if (recording and (lit or not want_lit)) or time.monotonic() > deadline:
+                        return screen, (ox, oy), recording, lit
+                assert time.monotonic() < deadline, "the collector window was never drawn"
+                time.sleep(0.2)
+
+        # keys count once the countdown is over and the episode records: wait for it, not a
+        # fixed sleep (a loaded machine starts the episode late and the keys would be lost)
+        _, _, recording, _ = recording_screen(30.0, want_lit=False)
+        assert recording, "the episode never started recording"
         press(display, window, "c", "w", "w", "w")  # cost on, move away
-        time.sleep(0.6)
-        # find the window by its dark background + the camera: the title "RECORDING" is red and
-        # the COST badge lit; a loaded machine may draw them late, so look again for up to 10 s
-        deadline = time.monotonic() + 10.0
-        while True:
-            screen = screenshot(display)
-            ys, xs = np.nonzero(np.abs(screen.astype(int) - (24, 24, 24)).max(axis=2) <= 2)
-            if len(xs):
-                ox, oy = xs.min(), ys.min()
-                title = screen[oy + 14 : oy + 40, ox + 412 : ox + 560]
-                badge = screen[oy + 121 : oy + 125, ox + 412 + 96 : ox + 412 + 116]
-                lit = count_color(badge, RED) == badge.size // 3
-                if (count_color(title, RED) > 50 and lit) or time.monotonic() > deadline:
-                    break
-            assert time.monotonic() < deadline, "the collector window was never drawn"
-            time.sleep(0.2)
+        screen, (ox, oy), recording, lit = recording_screen(10.0, want_lit=True)
         cv2.imwrite(str(tmp_path / "recording.png"), screen[:, :, ::-1])
-        assert count_color(title, RED) > 50, "no red RECORDING title"
+        assert recording, "no red RECORDING title"
         assert lit, "COST badge not lit while recording"
         cam = screen[oy + 12 : oy + 396, ox + 12 : ox + 396]
         assert cam.std() > 10, "the camera view is blank"
