@@ -392,7 +392,7 @@ class FOSPAgent(nn.Module):
         entropy = dist.entropy().sum(-1)
         actor_loss = -mean_valid(w * logp + a.entropy * entropy)
         extra = {}
-        if a.imagined_cost > 0 and imagined is not None and self._imagines_with_actor():
+        if a.imagined_cost > 0 and imagined is not None and self.imagines_with_actor():
             cost_loss = self.imagined_cost_loss(imagined)
             actor_loss = actor_loss + a.imagined_cost * cost_loss
             extra["actor/imagined_cost_loss"] = cost_loss.detach()
@@ -419,7 +419,7 @@ class FOSPAgent(nn.Module):
         logp = self.actor.dist(feat).log_prob(action).sum(-1)
         return (reached * logp * adv_c).mean()
 
-    def _imagines_with_actor(self) -> bool:
+    def imagines_with_actor(self) -> bool:
         """The imagined actions are the trained actor's own (REINFORCE needs on-policy samples)."""
         other = self.__dict__.get("_imagine_actor")
         return other is None or other is self.actor

@@ -260,6 +260,15 @@ class Finetuner:
         self.agent.replay_online_from = len(self.replay)  # rows after this are online
         self.agent.online_share = fcfg.online_share
         self.agent.behaviour_repeats = fcfg.behaviour_repeats
+        if fcfg.imagined_cost > 0:  # the run's config.json keeps the checkpoint's own value
+            if self.agent.actor_objective is not None or not self.agent.imagines_with_actor():
+                raise ValueError(
+                    f"--imagined-cost acts on eq. 19's actor imagining its own rollouts; "
+                    f"--strategy {fcfg.strategy} (imagine with {fcfg.imagine_with}) has none: "
+                    "use --strategy direct, or pex with --imagine-with new"
+                )
+            term = dataclasses.replace(self.cfg.agent, imagined_cost=fcfg.imagined_cost)
+            self.agent.cfg = dataclasses.replace(self.cfg, agent=term)
         self.agent.learn_world_model = fcfg.world_model == "learn"
         self.applied: list[str] = []
         if resume:

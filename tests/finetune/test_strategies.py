@@ -189,3 +189,26 @@ def test_a_frozen_world_model_keeps_the_offline_policy_exactly_the_offline_polic
     pairs = zip(learning.agent.wm.parameters(), offline.wm.parameters(), strict=True)
     changed = [not torch.equal(p, q) for p, q in pairs]
     assert any(changed)  # the default keeps Algorithm 1's world-model updates
+
+
+def test_finetuning_turns_on_the_imagined_cost_term_where_the_actor_imagines(
+    pretrained, offline_data, tmp_path
+):
+    """FinetuneConfig.imagined_cost: the learning actor gets the term (AgentConfig.imagined_cost)
+    while the run's config.json keeps the checkpoint's value; a strategy whose actor does not
+    imagine its own rollouts refuses the flag instead of ignoring it."""
+    fc = FinetuneConfig(updates_per_episode=1, settle_steps=0, imagined_cost=2.0)
+    tuner = Finetuner(pretrained, tmp_path / "on", "unseen-1", fc, offline_data, log=None)
+    own = ckpt.read_config(pretrained).agent.imagined_cost
+    assert tuner.agent.cfg.agent.imagined_cost == 2.0 != own
+    assert ckpt.read_config(tmp_path / "on").agent.imagined_cost == own
+    metrics, _ = tuner.updates(1)
+    assert "actor/imagined_cost_loss" in metrics
+    off = Finetuner(
+        pretrained, tmp_path / "off", "unseen-1", FinetuneConfig(), offline_data, log=None
+    )
+    assert "actor/imagined_cost_loss" not in off.updates(1)[0]
+    for name in ("pex", "safedreamer"):
+        fc = FinetuneConfig(strategy=name, imagined_cost=2.0)
+        with pytest.raises(ValueError, match=f"--imagined-cost .* --strategy {name}"):
+            Finetuner(pretrained, tmp_path / name, "unseen-1", fc, offline_data, log=None)
