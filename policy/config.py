@@ -258,10 +258,10 @@ class FinetuneConfig:
     # behaviour steps per update while finetuning (0: the preset's): with the preset's 8 the
     # actor over-fit the first online episodes (unseen-1 during CV 30 %, after 35 %; 4: see docs)
     behaviour_repeats: int = _opt(4, check="non_negative")
-    # weight of the imagined cost term on the learning actor while finetuning (AgentConfig.
-    # imagined_cost: REINFORCE on the actor's own imagined actions, so direct, or pex with
-    # imagine_with = new); 0 = the checkpoint's own (off by default). Online episodes bring
-    # the post-touch contacts the offline data lacks: docs/algorithm.md "imagined cost term"
+    # weight of the imagined cost term on the learning actor while finetuning (as the
+    # checkpoint's AgentConfig.imagined_cost: REINFORCE on the actor's own imagined actions, so
+    # direct, or pex with imagine_with = new); 0 = the checkpoint's own (off). Measured: no
+    # better than without (docs/algorithm.md "post-touch pressing, and the imagined cost term")
     imagined_cost: float = _opt(0.0, check="non_negative")
     # learn = the world model keeps learning online (Algorithm 1 line 17); frozen = it does
     # not, so the features every actor and critic reads keep their meaning (a frozen actor on a
