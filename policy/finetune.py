@@ -263,7 +263,7 @@ class Finetuner:
         if fcfg.imagined_cost > 0:  # the run's config.json keeps the checkpoint's own value
             if self.agent.actor_objective is not None or not self.agent.imagines_with_actor():
                 raise ValueError(
-                    f"--imagined-cost acts on eq. 19's actor imagining its own rollouts; "
+                    "--imagined-cost acts on eq. 19's actor imagining its own rollouts; "
                     f"--strategy {fcfg.strategy} (imagine with {fcfg.imagine_with}) has none: "
                     "use --strategy direct, or pex with --imagine-with new"
                 )
