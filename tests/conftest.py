@@ -4,6 +4,11 @@ import sys
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
+# one torch thread in every test and every process a test starts: the CLI's set_threads reads
+# it (default 2), and an in-process CLI call kept 2 threads for the rest of a worker's tests.
+# With 2 pytest workers on 2 cores, OpenMP threads spin-waiting for a busy core made a CLI test
+# 4.5x and the learning fixture 6x slower than in one process
+os.environ["FOSP_THREADS"] = "1"
 
 
 def pytest_unconfigure(config):
