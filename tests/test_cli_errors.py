@@ -281,7 +281,7 @@ def test_the_payload_is_real_and_refused_in_a_real_process(world, tmp_path):
     """The same malicious file run by `fosp eval` in a subprocess is refused with one line, and
     the payload would have run with the old `weights_only=False` load (the test can fail)."""
     root, marker = world["root"], world["marker"]
-    env = {**os.environ, "FOSP_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # FOSP_THREADS=1: tests/conftest.py
     for run in ("evil", "legacy"):
         proc = subprocess.run(
             [sys.executable, "-m", "fosp.cli", "eval", "--checkpoint", str(root / run)],

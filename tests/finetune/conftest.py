@@ -35,9 +35,7 @@ class Roscore(RosProcesses):
     tests/ros keeps its own for the whole session; everything runs in child processes."""
 
     def __init__(self, tmp):
-        env = private_ros_env(tmp, free_port())
-        env["FOSP_THREADS"] = "1"
-        super().__init__(env, tmp)
+        super().__init__(private_ros_env(tmp, free_port()), tmp)  # FOSP_THREADS=1 inherited
         self.start_master()
 
     def log_of(self, name: str) -> str:
