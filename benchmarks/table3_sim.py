@@ -9,6 +9,8 @@ The defaults are the paper's protocol (Table3Config: 3 tasks x 3 seeds x 20 test
 episodes of 40 updates) with both strategies; on 2 CPU cores a small budget (e.g.
 --finetune-episodes 10 --updates-per-episode 10 --seeds 1) is what fits an hour.
 Runs are resumable: rerunning with the same --out continues the finetune runs it finds.
+Seeds are independent: with more cores (or machines), run one slice per process with
+--seeds 1 --first-seed K --out DIR/sK and pool them with benchmarks/table3_merge.py.
 """
 
 from __future__ import annotations

@@ -346,13 +346,20 @@ class Table3Config:
     tasks: str = _opt("unseen-1,unseen-2,unseen-3", check="task_list")  # comma separated
     tests: int = _opt(20, check="positive")  # test episodes before and after finetuning
     finetune_episodes: int = _opt(40, check="positive")  # online episodes per task and seed
-    seeds: int = _opt(3, check="positive")  # finetuning seeds 0 .. seeds-1
+    seeds: int = _opt(3, check="positive")  # finetuning seeds first_seed .. first_seed+seeds-1
+    # run a slice of the seeds, e.g. one process per seed: --seeds 1 --first-seed 2, then
+    # benchmarks/table3_merge.py pools the slices' folders into one table
+    first_seed: int = _opt(0, check="seed")
     strategies: str = _opt("direct", each_of=STRATEGIES)  # comma separated: direct,pex,...
     eval_seed: int = _opt(TEST_LAYOUT_SEED, check="seed")  # the first test episode's layout seed
 
     @property
     def task_names(self) -> list[str]:
         return [t for t in self.tasks.split(",") if t]
+
+    @property
+    def seed_ids(self) -> range:
+        return range(self.first_seed, self.first_seed + self.seeds)
 
     @property
     def strategy_names(self) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fosp.errors import UserError
 from policy.config import EvalConfig, FinetuneConfig, Table3Config
 from policy.evaluate import EvalResult, Rates, evaluate, wilson
 from policy.strategy import FinetuneStrategy
@@ -66,6 +68,9 @@ def interval(values: list[float], counts: tuple[int, int] | None = None) -> tupl
 
 
 def summarise(rows: list[Row]) -> list[dict]:
+    """Per (strategy, task, phase): the mean over seeds with its interval across seeds, and the
+    seeds' episodes pooled (Wilson on the summed counts). "before" is one evaluation of the
+    offline policy copied to every seed's row: its copies count once (Wilson on one copy)."""
     out = []
     keys = sorted({(r.strategy, r.task) for r in rows})
     for strategy, task in keys:
@@ -73,20 +78,27 @@ def summarise(rows: list[Row]) -> list[dict]:
             sel = [r for r in rows if (r.strategy, r.task, r.phase) == (strategy, task, phase)]
             if not sel:
                 continue
+            one, seeds, wall = sel[0], len(sel), sum(r.wall_s for r in sel)
+            counts = {(r.episodes, r.successes, r.violations) for r in sel}
+            if phase == "before" and len(counts) == 1:
+                sel = [one]
             srs, cvs = [r.sr for r in sel], [r.cv for r in sel]
-            one = sel[0]
+            n = sum(r.episodes for r in sel)
             out.append(
                 {
                     "strategy": strategy,
                     "task": task,
                     "phase": phase,
-                    "seeds": len(sel),
+                    "seeds": seeds,
                     "episodes": one.episodes,
                     "sr": float(np.mean(srs)),
                     "sr_ci": interval(srs, (one.successes, one.episodes)),
                     "cv": float(np.mean(cvs)),
                     "cv_ci": interval(cvs, (one.violations, one.episodes)),
-                    "wall_s": float(sum(r.wall_s for r in sel)),
+                    # every seed's episodes pooled: Wilson on the summed counts
+                    "sr_pooled_ci": wilson(sum(r.successes for r in sel), n),
+                    "cv_pooled_ci": wilson(sum(r.violations for r in sel), n),
+                    "wall_s": float(wall),
                     "interventions": float(np.mean([r.interventions for r in sel])),
                     "operator_rate": float(np.mean([r.operator_rate for r in sel])),
                 }
@@ -94,21 +106,30 @@ def summarise(rows: list[Row]) -> list[dict]:
     return out
 
 
+def _pct(value: float, ci: tuple[float, float], digits: int = 1) -> str:
+    return f"{100 * value:.{digits}f} [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]"
+
+
 def markdown(summary: list[dict]) -> str:
-    """The table; with takeovers (any row), two more columns for the finetuning episodes:
-    takeovers per seed and the share of actions the operator executed."""
+    """The table: SR and CV as the mean over seeds with its Student-t interval, then every seed's
+    episodes pooled with Wilson intervals (narrower, and defined for 2 seeds); with takeovers
+    (any row), two more columns for the finetuning episodes: takeovers per seed and the share of
+    actions the operator executed."""
     takeover = any(s.get("interventions") for s in summary)
-    head = "| strategy | task | phase | SR % [95 %] | CV % [95 %] | n × seeds | wall s |"
+    head = (
+        "| strategy | task | phase | SR % [95 %] | CV % [95 %] | n × seeds "
+        "| pooled SR / CV % [Wilson 95 %] | wall s |"
+    )
     lines = [
         head + (" takeovers | operator % |" if takeover else ""),
-        "|---|---|---|---|---|---|---|" + ("---|---|" if takeover else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|---|" if takeover else ""),
     ]
     for s in summary:
-        sr = f"{100 * s['sr']:.1f} [{100 * s['sr_ci'][0]:.0f}, {100 * s['sr_ci'][1]:.0f}]"
-        cv = f"{100 * s['cv']:.1f} [{100 * s['cv_ci'][0]:.0f}, {100 * s['cv_ci'][1]:.0f}]"
+        pooled = f"{_pct(s['sr'], s['sr_pooled_ci'], 0)} / {_pct(s['cv'], s['cv_pooled_ci'], 0)}"
         line = (
-            f"| {s['strategy']} | {s['task']} | {s['phase']} | {sr} | {cv} | "
-            f"{s['episodes']} × {s['seeds']} | {s['wall_s']:.0f} |"
+            f"| {s['strategy']} | {s['task']} | {s['phase']} | {_pct(s['sr'], s['sr_ci'])} | "
+            f"{_pct(s['cv'], s['cv_ci'])} | {s['episodes']} × {s['seeds']} | {pooled} | "
+            f"{s['wall_s']:.0f} |"
         )
         if takeover:
             during = s["phase"] == "during"
@@ -241,7 +262,7 @@ def run_table3(
         t_before = time.perf_counter() - start
         log(f"before  {before.line()}  [{t_before:.0f} s]")
         for strategy in strategies:
-            for seed in range(seeds):
+            for seed in protocol.seed_ids:
                 # one shared evaluation: its time is split over the rows that reuse it
                 share = t_before / (len(strategies) * seeds)
                 rows.append(_eval_row(before, strategy, seed, "before", share))
@@ -289,14 +310,107 @@ def write_outputs(rows: list[Row], summary: list[dict], out: Path) -> None:
     with open(out / "table3_summary.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["strategy", "task", "phase", "seeds", "episodes", "sr", "sr_lo", "sr_hi",
-                    "cv", "cv_lo", "cv_hi", "wall_s"])  # fmt: skip
+                    "cv", "cv_lo", "cv_hi", "wall_s", "sr_pooled_lo", "sr_pooled_hi",
+                    "cv_pooled_lo", "cv_pooled_hi"])  # fmt: skip
         for s in summary:
             w.writerow([s["strategy"], s["task"], s["phase"], s["seeds"], s["episodes"],
                         f"{s['sr']:.4f}", f"{s['sr_ci'][0]:.4f}", f"{s['sr_ci'][1]:.4f}",
                         f"{s['cv']:.4f}", f"{s['cv_ci'][0]:.4f}", f"{s['cv_ci'][1]:.4f}",
-                        f"{s['wall_s']:.1f}"])  # fmt: skip
+                        f"{s['wall_s']:.1f}", *(f"{x:.4f}" for x in (*s["sr_pooled_ci"],
+                        *s["cv_pooled_ci"]))])  # fmt: skip
     (out / "table3.md").write_text(markdown(summary))
     plot(summary, out / "table3.png")
+
+
+class Table3Error(UserError, ValueError):
+    """Table 3 folders that cannot be pooled (missing or corrupt table3.csv, a seed run twice,
+    runs made with different settings); the message names the file and the field."""
+
+
+_CSV_FIELDS = {
+    "strategy": str, "task": str, "seed": int, "phase": str, "episodes": int, "successes": int,
+    "violations": int, "wall_s": float, "interventions": int, "operator_rate": float,
+}  # fmt: skip
+
+
+def read_rows(folder: str | Path) -> list[Row]:
+    """The per-seed rows of one `fosp eval table3` output folder (its table3.csv)."""
+    path = Path(folder) / "table3.csv"
+    if not path.is_file():
+        raise Table3Error(f"{folder}: no table3.csv (not a finished `fosp eval table3` output)")
+    rows = []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [k for k in _CSV_FIELDS if k not in (reader.fieldnames or [])]
+        if missing:
+            raise Table3Error(f"{path}: no column {missing[0]!r}")
+        for line, record in enumerate(reader, start=2):
+            values = {}
+            for key, kind in _CSV_FIELDS.items():
+                try:
+                    values[key] = kind(record[key])
+                except (TypeError, ValueError):
+                    raise Table3Error(f"{path} line {line}: {key} = {record[key]!r}") from None
+            if values["phase"] not in PHASES:
+                raise Table3Error(f"{path} line {line}: phase = {values['phase']!r}")
+            if not 0 <= values["successes"] <= values["episodes"] or not (
+                0 <= values["violations"] <= values["episodes"]
+            ):
+                raise Table3Error(f"{path} line {line}: counts outside 0..episodes")
+            rows.append(Row(**values))
+    return rows
+
+
+def _run_settings(folder: Path, row: Row) -> dict:
+    """What a finetune run was made from: its checkpoint, dataset and settings, seed left out.
+    A setting added after the run was made counts as its default (each was added with the
+    default that keeps the earlier behaviour)."""
+    path = finetune_dir(folder, row.strategy, row.seed, row.task) / "finetune.json"
+    try:
+        record = json.loads(path.read_text())
+        settings = {**dataclasses.asdict(FinetuneConfig()), **record["finetune"]}
+        settings.pop("seed")
+        return {"source": record["source"], "dataset": record["dataset"], **settings}
+    except (OSError, ValueError, KeyError, AttributeError) as err:
+        raise Table3Error(f"{path}: unreadable finetune record ({err})") from None
+
+
+def merge(folders: list[str | Path], out: str | Path) -> tuple[list[Row], list[dict]]:
+    """Pool `fosp eval table3` folders that ran different seeds of the same protocol (e.g. one
+    process per seed with --seeds 1 --first-seed K) into one table in `out`. Refused: a
+    (strategy, task, seed, phase) in two folders, or runs of one (strategy, task) made from
+    different checkpoints, datasets or finetuning settings (a takeover run pooled with one
+    without, say)."""
+    rows: list[Row] = []
+    seen: dict[tuple, Path] = {}
+    settings: dict[tuple, tuple[dict, Path]] = {}
+    for folder in map(Path, folders):
+        for row in read_rows(folder):
+            key = (row.strategy, row.task, row.seed, row.phase)
+            if key in seen:
+                raise Table3Error(
+                    f"{row.strategy} {row.task} seed {row.seed} {row.phase} is in both "
+                    f"{seen[key]} and {folder}"
+                )
+            seen[key] = folder
+            if row.phase == "during":
+                mine = _run_settings(folder, row)
+                first, where = settings.setdefault((row.strategy, row.task), (mine, folder))
+                keys = sorted(first.keys() | mine.keys())
+                differ = [k for k in keys if first.get(k) != mine.get(k)]
+                if differ:
+                    k = differ[0]
+                    raise Table3Error(
+                        f"{row.strategy} {row.task}: {where} and {folder} differ in {k} "
+                        f"({first.get(k)!r} vs {mine.get(k)!r})"
+                    )
+            rows.append(row)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows.sort(key=lambda r: (r.strategy, r.task, r.seed, PHASES.index(r.phase)))
+    summary = summarise(rows)
+    write_outputs(rows, summary, out)
+    return rows, summary
 
 
 def table3_cli(args, run: Path) -> int:

@@ -146,6 +146,7 @@ CASES = [
     ("eval-json-folder", EVAL + " --json {root}/empty", "--json"),
     ("table3-tests-0", TABLE3.replace("--tests 1", "--tests 0"), "--tests"),
     ("table3-seeds-0", TABLE3.replace("--seeds 1", "--seeds 0"), "--seeds"),
+    ("table3-first-seed-negative", TABLE3 + " --first-seed -1", "--first-seed"),
     ("table3-finetune-0", TABLE3.replace("-episodes 1", "-episodes 0"), "--finetune-episodes"),
     ("table3-updates-negative", TABLE3 + " --updates-per-episode -1", "--updates-per-episode"),
     ("table3-strategy", TABLE3 + " --strategies pex,banana", "--strategies"),

@@ -68,6 +68,7 @@ def test_resume_after_a_crash_loses_and_duplicates_nothing(pretrained, offline_d
 
 def test_cli_finetune_and_table3(pretrained, offline_data, tmp_path, capsys):
     from policy.checkpoint import trained_on
+    from policy.table3 import read_rows
 
     # `fosp train` recorded its dataset: finetune and table3 default to it (no --dataset)
     assert trained_on(pretrained) == str(offline_data.resolve())
@@ -84,6 +85,7 @@ def test_cli_finetune_and_table3(pretrained, offline_data, tmp_path, capsys):
     code = main(
         ["eval", "table3", "--checkpoint", str(pretrained),
          "--tasks", "unseen-1", "--tests", "1", "--finetune-episodes", "1", "--seeds", "1",
+         "--first-seed", "1",
          "--strategies", "pex,direct,safedreamer,marvel,ocr-cft", "--updates-per-episode", "1",
          "--settle-steps", "1", "--vpa-steps", "2", "--ocr-reeval-steps", "2",
          "--ocr-align-steps", "2", "--out", str(t3)]
@@ -93,10 +95,12 @@ def test_cli_finetune_and_table3(pretrained, offline_data, tmp_path, capsys):
     for strategy in ("pex", "direct", "safedreamer", "marvel", "ocr-cft"):
         for phase in ("before", "during", "after"):
             assert f"| {strategy} | unseen-1 | {phase} |" in table
-        # a per-episode learning curve per strategy
-        assert (t3 / strategy / "seed0" / "unseen-1" / "finetune_curve.png").stat().st_size > 0
+        # a per-episode learning curve per strategy, in the run of the one seed asked for
+        assert (t3 / strategy / "seed1" / "unseen-1" / "finetune_curve.png").stat().st_size > 0
+        assert not (t3 / strategy / "seed0").exists()
     assert (t3 / "table3.png").stat().st_size > 0
     assert len((t3 / "table3.csv").read_text().splitlines()) == 1 + 15
+    assert {r.seed for r in read_rows(t3)} == {1}
     # the plain form still works
     assert (
         main(["eval", "--checkpoint", str(pretrained), "--task", "train", "--episodes", "1"]) == 0

@@ -1,0 +1,117 @@
+"""Table 3's summary (intervals across seeds and pooled) and pooling folders that ran different
+seeds (benchmarks/table3_merge.py); no learning: the folders are written by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from policy.config import FinetuneConfig, Table3Config
+from policy.table3 import Row, Table3Error, finetune_dir, merge, read_rows, summarise, write_outputs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _rows(seed: int, during: tuple[int, int], after: tuple[int, int]) -> list[Row]:
+    """One seed of one task: the shared "before" (18 / 7 of 20), then its own phases."""
+    return [
+        Row("direct", "unseen-3", seed, "before", 20, 18, 7, 10.0),
+        Row("direct", "unseen-3", seed, "during", 20, *during, 100.0, 3, 0.2),
+        Row("direct", "unseen-3", seed, "after", 20, *after, 30.0),
+    ]
+
+
+def _folder(root: Path, name: str, rows: list[Row], **settings) -> Path:
+    """A finished `fosp eval table3` folder: table3.csv plus each run's finetune.json."""
+    out = root / name
+    out.mkdir()
+    write_outputs(rows, summarise(rows), out)
+    for r in rows:
+        if r.phase == "during":
+            cfg = dataclasses.asdict(FinetuneConfig(strategy=r.strategy, seed=r.seed, **settings))
+            run = finetune_dir(out, r.strategy, r.seed, r.task)
+            run.mkdir(parents=True)
+            record = {"task": r.task, "dataset": "/data", "source": "/run", "finetune": cfg}
+            (run / "finetune.json").write_text(json.dumps(record))
+    return out
+
+
+def test_pooled_intervals_are_wilson_on_the_summed_counts_and_before_counts_once():
+    rows = _rows(0, (19, 0), (19, 1)) + _rows(1, (14, 2), (14, 3)) + _rows(2, (18, 1), (18, 0))
+    by_phase = {s["phase"]: s for s in summarise(rows)}
+    after = by_phase["after"]
+    # 51 successes of 60: Wilson, z = 1.96, by hand: centre (0.85 + 3.8416 / 120) / (1 + 3.8416
+    # / 60) = 0.82894, half 1.96 * sqrt(0.85 * 0.15 / 60 + 3.8416 / 14400) / 1.06403 = 0.09009
+    assert after["sr"] == pytest.approx(0.85)
+    assert after["sr_pooled_ci"] == pytest.approx((0.73885, 0.91903), abs=1e-4)
+    assert after["seeds"] == 3 and after["wall_s"] == pytest.approx(90.0)
+    # 4 violations of 60: the pooled interval is narrower than the t interval across 3 seeds
+    lo, hi = after["cv_pooled_ci"]
+    assert lo > 0 and hi - lo < after["cv_ci"][1] - after["cv_ci"][0]
+    # "before": one evaluation copied to 3 rows is 20 episodes, not 60 (Wilson of 18 / 20)
+    before = by_phase["before"]
+    assert before["sr_ci"] == before["sr_pooled_ci"]
+    assert before["sr_pooled_ci"] == pytest.approx((0.6990, 0.9721), abs=1e-3)
+    assert before["seeds"] == 3 and before["wall_s"] == pytest.approx(30.0)
+
+
+def test_first_seed_selects_the_slice_of_seeds():
+    assert list(Table3Config(seeds=3).seed_ids) == [0, 1, 2]
+    assert list(Table3Config(seeds=1, first_seed=2).seed_ids) == [2]
+
+
+def test_merging_seed_slices_equals_one_table_over_all_seeds(tmp_path):
+    s0, s1 = _rows(0, (19, 0), (19, 1)), _rows(1, (14, 2), (14, 3))
+    a, b = _folder(tmp_path, "s0", s0), _folder(tmp_path, "s1", s1)
+    rows, summary = merge([b, a], tmp_path / "all")
+    assert rows == sorted(
+        s0 + s1, key=lambda r: (r.seed, ("before", "during", "after").index(r.phase))
+    )
+    assert summary == summarise(s0 + s1)
+    assert read_rows(tmp_path / "all") == rows
+    table = (tmp_path / "all" / "table3.md").read_text()
+    assert "| direct | unseen-3 | after | 82.5" in table and "82 [68, 91] / 10 [4, 23]" in table
+    assert (tmp_path / "all" / "table3.png").stat().st_size > 0
+
+
+def test_merge_refuses_a_seed_twice_other_settings_and_corrupt_rows(tmp_path):
+    a = _folder(tmp_path, "a", _rows(0, (19, 0), (19, 1)))
+    with pytest.raises(Table3Error, match="seed 0 before is in both"):
+        merge([a, a], tmp_path / "out")
+    # a takeover run is not pooled with one without
+    b = _folder(tmp_path, "b", _rows(1, (14, 2), (14, 3)), takeover="scripted")
+    with pytest.raises(Table3Error, match=r"differ in takeover \('none' vs 'scripted'\)"):
+        merge([a, b], tmp_path / "out")
+    # a setting missing from an older run's record counts as its default
+    c = _folder(tmp_path, "c", _rows(2, (18, 1), (18, 0)))
+    record_path = finetune_dir(c, "direct", 2, "unseen-3") / "finetune.json"
+    record = json.loads(record_path.read_text())
+    del record["finetune"]["imagined_cost"]
+    record_path.write_text(json.dumps(record))
+    assert len(merge([a, c], tmp_path / "ok")[0]) == 6
+    # a corrupt row names the file, the line and the field
+    text = (a / "table3.csv").read_text().replace(",during,20,19,", ",during,20,nineteen,")
+    (a / "table3.csv").write_text(text)
+    with pytest.raises(Table3Error, match=r"a/table3.csv line 3: successes = 'nineteen'"):
+        merge([a, c], tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing written on a refusal
+
+
+def test_merge_command_gives_one_line_errors(tmp_path):
+    script = [sys.executable, str(ROOT / "benchmarks" / "table3_merge.py")]
+    done = subprocess.run([*script, str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        f"table3_merge: error: {tmp_path / 'nope'}: no table3.csv (not a finished "
+        "`fosp eval table3` output)"
+    ]
+    a = _folder(tmp_path, "a", _rows(0, (19, 0), (19, 1)))
+    done = subprocess.run([*script, str(a), "--out", str(tmp_path / "o")], capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0 and "| direct | unseen-3 | during |" in done.stdout
