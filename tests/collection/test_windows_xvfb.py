@@ -80,8 +80,7 @@ def wait_for_frame(
         if score > 0.99:
             return screen, where
         if window and not nudged and time.monotonic() > start + NUDGE_S and screen.max() == 0:
-            xdotool(display, "windowunmap", "--sync", window)
-            xdotool(display, "windowmap", "--sync", window)
+            remap(display, window)
             nudged = True
         time.sleep(0.2)
     if proc.poll() is None:
@@ -98,6 +97,12 @@ def wait_for_frame(
 
 
 NUDGE_S = 15.0
+
+
+def remap(display: str, window: str) -> None:
+    """Unmap and map the window again: the X server sends it a fresh Expose."""
+    xdotool(display, "windowunmap", "--sync", window)
+    xdotool(display, "windowmap", "--sync", window)
 
 
 def log_tail(log_path: Path | None, chars: int = 4000) -> str:
@@ -261,13 +266,18 @@ def test_collector_window(display, tmp_path):
     proc = launch(display, [*argv, "--episodes", "1", "--countdown", "1", "--seed", "5"], log)
     try:
         window = find_window(display, "fosp collect", proc)
+        remapped: list[bool] = []
 
         def recording_screen(timeout: float, want_lit: bool):
             """Screenshots until the title "RECORDING" is red (and, with `want_lit`, the COST
             badge lit): the window is found by its dark background + the camera."""
-            deadline = time.monotonic() + timeout
+            start = time.monotonic()
+            deadline = start + timeout
             while True:
                 screen = screenshot(display)
+                if time.monotonic() > start + NUDGE_S and screen.max() == 0 and not remapped:
+                    remap(display, window)  # never painted: see wait_for_frame
+                    remapped.append(True)
                 ys, xs = np.nonzero(np.abs(screen.astype(int) - (24, 24, 24)).max(axis=2) <= 2)
                 if len(xs):
                     ox, oy = xs.min(), ys.min()
