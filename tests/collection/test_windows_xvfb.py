@@ -69,7 +69,7 @@ def wait_for_frame(
     so that its output holds every thread's stack (PYTHONFAULTHANDLER, set by `launch`).
     """
     start = time.monotonic()
-    score, remaps, last_remap = 0.0, 0, start
+    score, remapper = 0.0, BlackWindowRemapper(display, window)
     while time.monotonic() < start + timeout:
         if proc.poll() is not None:
             raise AssertionError(
@@ -80,9 +80,7 @@ def wait_for_frame(
         where, score = locate(screen, block)
         if score > 0.99:
             return screen, where
-        if window and time.monotonic() > last_remap + NUDGE_S and screen.max() == 0:
-            remap(display, window)
-            remaps, last_remap = remaps + 1, time.monotonic()
+        remapper.check(screen)
         time.sleep(0.2)
     if proc.poll() is None:
         proc.send_signal(signal.SIGABRT)
@@ -92,7 +90,7 @@ def wait_for_frame(
             pass
     raise AssertionError(
         f"frame not on screen after {timeout:.0f} s (best match {score:.3f}, brightest pixel "
-        f"{int(screen.max())}, window remapped {remaps} times); the program printed: "
+        f"{int(screen.max())}, window remapped {remapper.count} times); the program printed: "
         f"{log_tail(log_path)}"
     )
 
@@ -100,10 +98,19 @@ def wait_for_frame(
 NUDGE_S = 5.0  # 29 timed starts on a loaded machine painted in 0.19-1.02 s
 
 
-def remap(display: str, window: str) -> None:
-    """Unmap and map the window again: the X server sends it a fresh Expose."""
-    xdotool(display, "windowunmap", "--sync", window)
-    xdotool(display, "windowmap", "--sync", window)
+class BlackWindowRemapper:
+    """Unmaps and maps `window` again (the X server sends it a fresh Expose) whenever the screen
+    has stayed all black for `NUDGE_S` since the start or the last remap. No window: no-op."""
+
+    def __init__(self, display: str, window: str | None):
+        self.display, self.window = display, window
+        self.last, self.count = time.monotonic(), 0
+
+    def check(self, screen: np.ndarray) -> None:
+        if self.window and time.monotonic() > self.last + NUDGE_S and screen.max() == 0:
+            xdotool(self.display, "windowunmap", "--sync", self.window)
+            xdotool(self.display, "windowmap", "--sync", self.window)
+            self.last, self.count = time.monotonic(), self.count + 1
 
 
 def log_tail(log_path: Path | None, chars: int = 4000) -> str:
@@ -267,18 +274,15 @@ def test_collector_window(display, tmp_path):
     proc = launch(display, [*argv, "--episodes", "1", "--countdown", "1", "--seed", "5"], log)
     try:
         window = find_window(display, "fosp collect", proc)
-        last_remap = [time.monotonic()]
+        remapper = BlackWindowRemapper(display, window)  # see wait_for_frame
 
         def recording_screen(timeout: float, want_lit: bool):
             """Screenshots until the title "RECORDING" is red (and, with `want_lit`, the COST
             badge lit): the window is found by its dark background + the camera."""
-            start = time.monotonic()
-            deadline = start + timeout
+            deadline = time.monotonic() + timeout
             while True:
                 screen = screenshot(display)
-                if time.monotonic() > last_remap[0] + NUDGE_S and screen.max() == 0:
-                    remap(display, window)  # never painted: see wait_for_frame
-                    last_remap[0] = time.monotonic()
+                remapper.check(screen)
                 ys, xs = np.nonzero(np.abs(screen.astype(int) - (24, 24, 24)).max(axis=2) <= 2)
                 if len(xs):
                     ox, oy = xs.min(), ys.min()
