@@ -31,6 +31,7 @@ class ModelConfig:
     kl_dyn: float = 1.0  # eq. 1: weight of KL[sg(q) || p]
     kl_rep: float = 0.1  # eq. 1: beta (Table 4) of KL[q || sg(p)]
     free_nats: float = 1.0  # DreamerV3 free bits, per loss term
+    cost_scale: float = 1.0  # eq. 1: weight of the cost head's term (the others weigh 1)
     action_dim: int = 6
     pose_dim: int = 6
 

@@ -182,7 +182,8 @@ class WorldModel(nn.Module):
         for name, value in losses.items():
             assert value.shape == batch_shape, (name, tuple(value.shape), batch_shape)
         assert feat.shape == (*batch_shape, self.feat_dim), tuple(feat.shape)
-        total = sum(LOSS_SCALES[k] * v for k, v in losses.items())
+        scales = {**LOSS_SCALES, "cost": c.cost_scale}
+        total = sum(scales[k] * v for k, v in losses.items())
         metrics = {f"wm/{k}": v.mean() for k, v in terms.items()}
         metrics["wm/kl_dyn"] = dyn.mean()
         metrics["wm/kl_rep"] = rep.mean()

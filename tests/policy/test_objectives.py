@@ -191,3 +191,33 @@ def test_world_model_losses_match_their_scales_and_shapes_are_checked():
         wm.loss({**batch, "action": torch.zeros(b, t, 7)})
     with pytest.raises(AssertionError, match="cost"):
         wm.loss({**batch, "cost": torch.zeros(b, t + 1)})
+
+
+def test_cost_scale_weighs_only_the_cost_term_of_eq_1():
+    """total(cost_scale = 4) - total(cost_scale = 1) = 3 x the batch mean of the cost term."""
+    import dataclasses
+
+    from policy.config import PRESETS
+    from policy.world_model import WorldModel
+
+    cfg = PRESETS["tiny"].model
+    torch.manual_seed(0)
+    wm = WorldModel(cfg)
+    b, t = 2, 3
+    batch = {
+        "image": torch.randint(0, 255, (b, t, 64, 64, 3), dtype=torch.uint8),
+        "pose": torch.randn(b, t, 6),
+        "action": torch.rand(b, t, 6) * 2 - 1,
+        "reward": torch.zeros(b, t),
+        "cost": torch.tensor([[0.0, 1.0, 1.0], [0.0, 0.0, 1.0]]),
+        "is_first": torch.tensor([[True, False, False]] * b),
+        "is_terminal": torch.zeros(b, t, dtype=torch.bool),
+    }
+    totals = {}
+    for scale in (1.0, 4.0):
+        wm.cfg = dataclasses.replace(cfg, cost_scale=scale)
+        torch.manual_seed(1)  # the same latent samples for both
+        totals[scale], metrics, _ = wm.loss(batch)
+    assert metrics["wm/cost"].item() > 0
+    expected = 3.0 * metrics["wm/cost"].item()
+    assert (totals[4.0] - totals[1.0]).item() == pytest.approx(expected, rel=1e-4)
