@@ -51,6 +51,19 @@ def auc(score: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
+def contact_coming(cost: np.ndarray, episodes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Row masks: the `BEFORE` rows before each episode's first cost row, and every row of the
+    episodes without a cost (the two classes of V_c's AUC)."""
+    coming, safe = np.zeros_like(cost), np.zeros_like(cost)
+    for rows in episodes:
+        hit = np.flatnonzero(cost[rows])
+        if hit.size:
+            coming[rows[max(0, hit[0] - BEFORE) : hit[0]]] = True
+        else:
+            safe[rows] = True
+    return coming, safe
+
+
 def policy_episodes(agent, task: str, tests: int) -> list:
     """The evaluation's test episodes of `agent` on `task` (its layouts and latent seeds)."""
     from robot.env import EnvConfig, SafeReachEnv
@@ -79,22 +92,14 @@ def figures(agent, replay: Replay) -> dict[str, float]:
     head = agent.wm.cost(cache.feat).cpu().numpy()
     v_c = agent.v_c(cache.feat).cpu().numpy()
     reward = (cache.reward > 0).cpu().numpy()
-    coming, safe = np.zeros_like(cost), np.zeros_like(cost)
-    violating = successful = 0
-    for rows in replay.episode_rows():
-        rows = rows.cpu().numpy()
-        successful += bool(reward[rows].any())
-        hit = np.flatnonzero(cost[rows])
-        if hit.size:
-            violating += 1
-            coming[rows[max(0, hit[0] - BEFORE) : hit[0]]] = True
-        else:
-            safe[rows] = True
+    episodes = [rows.cpu().numpy() for rows in replay.episode_rows()]
+    coming, safe = contact_coming(cost, episodes)
+    successful = sum(bool(reward[rows].any()) for rows in episodes)
     event = agent.cfg.agent.cost_event
     pick = coming | safe
     return {
-        "episodes": len(replay.episode_rows()),
-        "violating": violating,
+        "episodes": len(episodes),
+        "violating": sum(bool(cost[rows].any()) for rows in episodes),
         "successful": successful,
         "rows": len(cost),
         "cost rows": int(cost.sum()),
