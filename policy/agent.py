@@ -187,6 +187,26 @@ class FOSPAgent(nn.Module):
         self.step_count += 1
         return {k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()}
 
+    @torch.no_grad()
+    def cost_head_check(self, chunk: int = 8192) -> dict[str, float]:
+        """How many of the replay's cost rows the cost head flags (prediction > `cost_event`) on
+        the cached full-history features of the last refresh, and how many other rows. Imagined
+        rollouts count a violation only where it flags one (docs/algorithm.md, "does the world
+        model see the policy's contacts")."""
+        cache = self.cache
+        assert cache is not None and len(cache.feat), "cost_head_check needs a refreshed cache"
+        predicted = torch.cat(
+            [self.wm.cost(cache.feat[k : k + chunk]) for k in range(0, len(cache.feat), chunk)]
+        )
+        assert predicted.shape == cache.cost.shape, (predicted.shape, cache.cost.shape)
+        flagged, hit = predicted > self.cfg.agent.cost_event, cache.cost > 0
+        out = {"check/cost_rows": float(hit.sum())}
+        if hit.any():
+            out["check/cost_recall"] = flagged[hit].float().mean().item()
+        if (~hit).any():
+            out["check/cost_false_alarm"] = flagged[~hit].float().mean().item()
+        return out
+
     def settle(self, steps: int, policy_weight: PolicyWeight | None = None) -> dict[str, Tensor]:
         """`steps` behaviour steps on a freshly refreshed cache with the world model frozen, so
         critics, REF and actor end on the features the final world model computes."""

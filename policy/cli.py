@@ -116,10 +116,27 @@ def _train(args: argparse.Namespace) -> int:
     )
     keys = ("wm/loss", "lagrange/lambda_p", "ref/u_mean", "rate/cost_true", "rate/cost_pred")
     print(" ".join(f"{k}={last[k]:.4g}" for k in keys if k in last))
+    if "check/cost_recall" in last:
+        print(cost_head_summary(last, cfg.agent.cost_event))
     if args.skip_bad_files:
         print(f"skipped {last['data/skipped_files']} bad episode file(s) (named on stderr)")
     print(f"checkpoint: {args.out}/checkpoint.pt")
     return 0
+
+
+def cost_head_summary(last: dict[str, float], event: float) -> str:
+    """One line on how many of the dataset's cost rows the trained cost head flags."""
+    recall, false_alarm = last["check/cost_recall"], last.get("check/cost_false_alarm", 0.0)
+    line = (
+        f"cost head: flags {100 * recall:.0f} % of the dataset's {last['check/cost_rows']:.0f} "
+        f"cost rows and {100 * false_alarm:.1f} % of the others (prediction > {event:g})"
+    )
+    if recall < 0.5:
+        line += (
+            "; imagination will under-count violations (docs/algorithm.md, "
+            '"does the world model see the policy\'s contacts")'
+        )
+    return line
 
 
 def _writable_file(flag: str, path: str) -> None:

@@ -217,6 +217,7 @@ def train(
                 bar.set_description(f"settle {n} behaviour steps")
                 metrics = agent.settle(n)
                 last.update({k: float(v) for k, v in metrics.items()})
+                last.update(agent.cost_head_check())  # no RNG: the checkpoint is unchanged
                 log.write(json.dumps({"step": agent.step_count, "settle": n, **last}) + "\n")
         save()
     finally:

@@ -296,3 +296,26 @@ def test_imagined_cost_term_only_on_the_actors_own_rollouts(dataset_dir):
     assert "actor/imagined_cost_loss" in agent._cached_behaviour_step(0, None)
     agent.set_imagination_actor(agent.new_actor())
     assert "actor/imagined_cost_loss" not in agent._cached_behaviour_step(1, None)
+
+
+def test_cost_head_check_counts_flagged_cost_rows_and_false_alarms(dataset_dir, monkeypatch):
+    from policy.cli import cost_head_summary
+
+    agent = FOSPAgent(resolve("tiny", device="cpu"), torch.device("cpu"))
+    agent.attach(Replay.from_dataset(dataset_dir, 16))
+    agent._refresh_cache(only_new=False)
+    hit = agent.cache.cost > 0
+    hits, others = torch.nonzero(hit).squeeze(1), torch.nonzero(~hit).squeeze(1)
+    assert len(hits) >= 2 and len(others) >= 4
+    predicted = torch.zeros(len(hit))
+    predicted[hits[::2]] = 0.9  # every other cost row flagged
+    predicted[hits[1::2]] = 0.5  # at the threshold: not flagged (strictly above counts)
+    predicted[others[:4]] = 0.51  # four false alarms
+    monkeypatch.setattr(agent.wm, "cost", lambda feat: predicted[: len(feat)])
+    check = agent.cost_head_check()
+    assert check["check/cost_rows"] == len(hits)
+    assert check["check/cost_recall"] == pytest.approx(len(hits[::2]) / len(hits))
+    assert check["check/cost_false_alarm"] == pytest.approx(4 / len(others))
+    line = cost_head_summary({**check, "check/cost_recall": 0.29}, 0.5)
+    assert "flags 29 %" in line and "under-count" in line
+    assert "under-count" not in cost_head_summary({**check, "check/cost_recall": 0.8}, 0.5)
