@@ -41,14 +41,12 @@ def auc(score: np.ndarray, positive: np.ndarray) -> float:
     pos, neg = score[positive], score[~positive]
     if not len(pos) or not len(neg):
         return float("nan")
-    order = np.argsort(np.concatenate([pos, neg]), kind="stable")
-    ranks = np.empty(len(order))
-    values = np.concatenate([pos, neg])[order]
-    ranks[order] = np.arange(1, len(order) + 1)
-    for v in np.unique(values):  # average ranks of ties
-        tied = order[values == v]
-        ranks[tied] = ranks[tied].mean()
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    _, group, counts = np.unique(
+        np.concatenate([pos, neg]), return_inverse=True, return_counts=True
+    )
+    mean_rank = np.cumsum(counts) - (counts - 1) / 2  # 1-based ranks, ties share their mean
+    rank_sum = mean_rank[group[: len(pos)]].sum()
+    return float((rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
 def contact_coming(cost: np.ndarray, episodes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

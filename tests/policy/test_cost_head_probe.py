@@ -16,6 +16,12 @@ def test_auc_counts_pairs_and_halves_ties():
     assert auc(score, np.array([True, False, True, False])) == pytest.approx(0.875)
     assert auc(score, np.array([False, True, False, True])) == pytest.approx(0.125)
     assert math.isnan(auc(score, np.zeros(4, bool)))  # no positive: undefined, not 0 or 1
+    # the rank form equals the pair count on many ties
+    rng = np.random.default_rng(0)
+    score, positive = rng.integers(0, 5, 300).astype(float), rng.random(300) < 0.3
+    pos, neg = score[positive], score[~positive]
+    pairs = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
+    assert auc(score, positive) == pytest.approx(pairs, abs=1e-12)
 
 
 def test_contact_coming_marks_the_rows_before_a_first_contact_and_safe_episodes():
