@@ -93,7 +93,7 @@ def figures(agent, replay: Replay) -> dict[str, float]:
     episodes = [rows.cpu().numpy() for rows in replay.episode_rows()]
     coming, safe = contact_coming(cost, episodes)
     successful = sum(bool(reward[rows].any()) for rows in episodes)
-    event = agent.cfg.agent.cost_event
+    check = agent.cost_head_check(cache)
     pick = coming | safe
     return {
         "episodes": len(episodes),
@@ -103,8 +103,8 @@ def figures(agent, replay: Replay) -> dict[str, float]:
         "cost rows": int(cost.sum()),
         "head AUC": auc(head, cost),
         "head mean on cost rows": float(head[cost].mean()) if cost.any() else float("nan"),
-        "above event, cost rows": float((head[cost] > event).mean()) if cost.any() else 0.0,
-        "above event, other rows": float((head[~cost] > event).mean()),
+        "above event, cost rows": check.get("check/cost_recall", 0.0),
+        "above event, other rows": check.get("check/cost_false_alarm", 0.0),
         "V_c AUC, contact coming": auc(v_c[pick], coming[pick]),
     }
 

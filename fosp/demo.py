@@ -94,12 +94,13 @@ def run_demo(args: argparse.Namespace) -> int:
             done = previous.step_count
             settled = previous.cfg.agent.settle_steps == 0 or previous.settled_at == done
         if done < cfg.pretrain_steps or not settled:  # a crash before settling resumes there
-            last = train(dataset_dir, run, resolve("small"), max(done, cfg.pretrain_steps),
+            small = resolve("small")
+            last = train(dataset_dir, run, small, max(done, cfg.pretrain_steps),
                          resume=done > 0, tensorboard=False)  # fmt: skip
             if "check/cost_recall" in last:
                 from policy.cli import cost_head_summary
 
-                print(cost_head_summary(last, resolve("small").agent.cost_event))
+                print(cost_head_summary(last, small.agent.cost_event))
 
     from policy.config import FinetuneConfig, Table3Config
     from policy.table3 import finetune_dir, markdown, plot_learning_curve, run_table3

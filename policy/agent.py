@@ -188,12 +188,14 @@ class FOSPAgent(nn.Module):
         return {k: v.detach() if torch.is_tensor(v) else v for k, v in metrics.items()}
 
     @torch.no_grad()
-    def cost_head_check(self, chunk: int = 8192) -> dict[str, float]:
+    def cost_head_check(
+        self, cache: FeatureCache | None = None, chunk: int = 8192
+    ) -> dict[str, float]:
         """How many of the replay's cost rows the cost head flags (prediction > `cost_event`) on
-        the cached full-history features of the last refresh, and how many other rows. Imagined
-        rollouts count a violation only where it flags one (docs/algorithm.md, "does the world
-        model see the policy's contacts")."""
-        cache = self.cache
+        the cached full-history features of the last refresh (`cache`: another replay's, default
+        the agent's own), and how many other rows. Imagined rollouts count a violation only
+        where it flags one (docs/algorithm.md, "does the world model see the policy's contacts")."""
+        cache = cache if cache is not None else self.cache
         assert cache is not None and len(cache.feat), "cost_head_check needs a refreshed cache"
         predicted = torch.cat(
             [self.wm.cost(cache.feat[k : k + chunk]) for k in range(0, len(cache.feat), chunk)]
