@@ -405,7 +405,9 @@ class FOSPAgent(nn.Module):
             adv_r, adv_c = adv["r"] / scale_r, adv["c"] / scale_c
             f = O.feasibility(a.feasible_gate, u, d["cost_to_go"], a.cost_limit)
             if policy_weight is None:
-                w = O.awr_weights(adv_r, adv_c, f, phi, a.beta_r, a.beta_c, a.awr_max_exponent)
+                w = O.awr_weights(
+                    adv_r, adv_c, f, phi, a.beta_r, a.beta_c, a.awr_max_exponent, a.cost_branch
+                )
                 w = w / mean_valid(w).clamp_min(1e-8)  # 1/Z (eq. 18)
             else:
                 w = policy_weight(adv_r, adv_c, f, phi, valid)

@@ -68,6 +68,9 @@ class AgentConfig:
     # successes never enter the reward branch); both = their product
     feasible_gate: str = _opt("in_sample", choices=("ref", "in_sample", "both"))
     cost_limit: float = 0.1
+    # weight of eq. 19's cost branch, (1 - f) exp(-beta_2 A_c): 1 as written; 0 drops it, so
+    # rows whose recorded episode goes on to violate teach the actor nothing
+    cost_branch: float = 1.0
     behaviour_batch: int = 256  # cached rows per behaviour step
     behaviour_repeats: int = 4  # behaviour steps per world-model step
     imagine_starts: int = 64  # rows of a behaviour batch that start an imagined rollout (eq. 6)

@@ -170,15 +170,17 @@ def awr_weights(
     beta_r: float,
     beta_c: float,
     max_exponent: float,
+    cost_branch: float = 1.0,
 ) -> Tensor:
-    """Eq. 19 with eq. 16's penalty: w = f exp(beta_1 (A_r - Phi)) + (1 - f) exp(-beta_2 A_c).
+    """Eq. 19 with eq. 16's penalty: w = f exp(beta_1 (A_r - Phi)) + b (1 - f) exp(-beta_2 A_c),
+    b = `cost_branch` (1: eq. 19 as written; 0: states heading for a violation teach nothing).
 
     f = 1 - u is the probability of staying feasible (paper §4.2 defines u^pi this way), so
     feasible states learn from the reward advantage and states heading for a violation from the
     cost advantage. Each exponent is clipped to <= max_exponent (weights <= e^max, as IQL does)."""
     w_r = torch.exp(torch.clamp(beta_r * (adv_r - phi), max=max_exponent))
     w_c = torch.exp(torch.clamp(-beta_c * adv_c, max=max_exponent))
-    return feasible * w_r + (1 - feasible) * w_c
+    return feasible * w_r + cost_branch * (1 - feasible) * w_c
 
 
 GATES = ("ref", "in_sample", "both")

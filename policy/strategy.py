@@ -112,7 +112,9 @@ class FinetuneStrategy:
         linear weight (linear, the ablation)."""
         a = self.agent.cfg.agent
         if self.cfg.actor_weight == "awr":
-            w = O.awr_weights(adv_r, adv_c, feasible, phi, a.beta_r, a.beta_c, a.awr_max_exponent)
+            w = O.awr_weights(
+                adv_r, adv_c, feasible, phi, a.beta_r, a.beta_c, a.awr_max_exponent, a.cost_branch
+            )
             return w / ((w * valid).sum() / valid.sum().clamp_min(1)).clamp_min(1e-8)
         phi = phi if self.cfg.linear_phi else 0.0
         return O.linear_weights(adv_r, adv_c, feasible, phi, a.beta_r, a.beta_c, valid)

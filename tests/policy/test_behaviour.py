@@ -319,3 +319,22 @@ def test_cost_head_check_counts_flagged_cost_rows_and_false_alarms(dataset_dir, 
     line = cost_head_summary({**check, "check/cost_recall": 0.29}, 0.5)
     assert "flags 29 %" in line and "under-count" in line
     assert "under-count" not in cost_head_summary({**check, "check/cost_recall": 0.8}, 0.5)
+
+
+def test_without_the_cost_branch_rows_heading_for_a_violation_teach_the_actor_nothing(
+    dataset_dir, monkeypatch
+):
+    """AgentConfig.cost_branch reaches eq. 19 in the agent: with every row gated infeasible
+    (f = 0), cost_branch 0 gives every row weight 0 and cost_branch 1 does not."""
+    monkeypatch.setattr(O, "feasibility", lambda gate, u, ctg, limit: torch.zeros_like(u))
+    cfg = resolve("tiny")
+    weight_max = {}
+    for branch in (0.0, 1.0):
+        agent = FOSPAgent(
+            dataclasses.replace(cfg, agent=dataclasses.replace(cfg.agent, cost_branch=branch))
+        )
+        agent.attach(Replay.from_dataset(dataset_dir, 16, seed=0))
+        agent._refresh_cache(only_new=False)
+        weight_max[branch] = float(agent._cached_behaviour_step(0, None)["actor/weight_max"])
+    assert weight_max[0.0] == 0.0
+    assert weight_max[1.0] > 0.5

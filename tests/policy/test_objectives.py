@@ -118,6 +118,16 @@ def test_awr_weights_eq19():
     assert big.item() == pytest.approx(math.exp(2.0))
 
 
+def test_awr_cost_branch_scales_only_the_infeasible_term_of_eq19():
+    # b (1 - f) exp(-beta_2 A_c): b = 0.5 halves the cost branch, the reward branch is untouched
+    args = dict(adv_r=t(0.1, 0.1), adv_c=t(-0.2, -0.2), feasible=t(1.0, 0.25), phi=t(0.0, 0.05))
+    w = O.awr_weights(**args, beta_r=10.0, beta_c=10.0, max_exponent=10.0, cost_branch=0.5)
+    assert w[0].item() == pytest.approx(math.e)
+    assert w[1].item() == pytest.approx(0.25 * math.exp(0.5) + 0.5 * 0.75 * math.exp(2.0))
+    none = O.awr_weights(**args, beta_r=10.0, beta_c=10.0, max_exponent=10.0, cost_branch=0.0)
+    assert none[1].item() == pytest.approx(0.25 * math.exp(0.5))
+
+
 def test_kl_balancing_and_free_bits_eq1():
     post = torch.tensor([[[2.0, 0.0]]])  # one latent, two classes
     prior = torch.zeros(1, 1, 2)
