@@ -37,6 +37,7 @@ VARIANTS: dict[str, dict] = {
     "no-slow": {"slow_rate": 1.0},  # bootstraps read the current networks
     "beta3": {"beta_r": 3.0, "beta_c": 3.0},  # softer AWR temperatures on normalised advantages
     "no-actor-ema": {"actor_ema": 0.0},  # act with the trained actor, not its Polyak average
+    "cost-branch": {"cost_branch": 1.0},  # eq. 19's cost branch on, as written (ambiguity 18)
 }
 
 

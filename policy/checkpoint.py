@@ -28,7 +28,7 @@ import torch
 from fosp.errors import UserError
 from fosp.files import PARTIAL, partial_name
 from fosp.files import atomic_write_bytes as _atomic_write_bytes
-from policy.config import AgentConfig, Config, ModelConfig
+from policy.config import LEGACY_AGENT, AgentConfig, Config, ModelConfig
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
@@ -209,7 +209,8 @@ def _with_defaults(arch: Any) -> Any:
     out = dict(arch)
     for name, cls in (("model", ModelConfig), ("agent", AgentConfig)):
         if isinstance(arch.get(name), dict):
-            out[name] = {**asdict(cls()), **arch[name]}
+            legacy = LEGACY_AGENT if name == "agent" else {}
+            out[name] = {**asdict(cls()), **legacy, **arch[name]}
     return out
 
 

@@ -338,3 +338,26 @@ def test_without_the_cost_branch_rows_heading_for_a_violation_teach_the_actor_no
         weight_max[branch] = float(agent._cached_behaviour_step(0, None)["actor/weight_max"])
     assert weight_max[0.0] == 0.0
     assert weight_max[1.0] > 0.5
+
+
+def test_a_run_written_before_cost_branch_existed_keeps_eq_19_as_written(tmp_path):
+    """The default dropped eq. 19's cost branch after the field was added: a config.json and a
+    checkpoint that do not list it ran with 1 and load with 1, and match each other."""
+    import json
+
+    from policy import checkpoint as ckpt
+
+    cfg = resolve("tiny")
+    assert cfg.agent.cost_branch == 0.0
+    old = cfg.to_dict()
+    del old["agent"]["cost_branch"]
+    (tmp_path / ckpt.CONFIG).write_text(json.dumps(old))
+    read = ckpt.read_config(tmp_path)
+    assert read.agent.cost_branch == 1.0
+    arch = read.architecture()
+    del arch["agent"]["cost_branch"]
+    state = FOSPAgent(read).full_state()
+    torch.save({"format": ckpt.FORMAT, "architecture": arch, "agent": state}, tmp_path / "c.pt")
+    ckpt.load(tmp_path / "c.pt", read)  # matches the config read back
+    with pytest.raises(ckpt.CheckpointError, match="cost_branch"):
+        ckpt.load(tmp_path / "c.pt", cfg)  # today's default is another behaviour
