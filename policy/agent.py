@@ -404,13 +404,8 @@ class FOSPAgent(nn.Module):
             scale_r, scale_c = self.adv_scale.clamp_min(1e-3)
             adv_r, adv_c = adv["r"] / scale_r, adv["c"] / scale_c
             f = O.feasibility(a.feasible_gate, u, d["cost_to_go"], a.cost_limit)
-            if policy_weight is None:
-                w = O.awr_weights(
-                    adv_r, adv_c, f, phi, a.beta_r, a.beta_c, a.awr_max_exponent, a.cost_branch
-                )
-                w = w / mean_valid(w).clamp_min(1e-8)  # 1/Z (eq. 18)
-            else:
-                w = policy_weight(adv_r, adv_c, f, phi, valid)
+            weight = policy_weight or self.eq19_weights
+            w = weight(adv_r, adv_c, f, phi, valid)
         dist = self.actor.dist(feat)
         logp = dist.log_prob(act).sum(-1)
         entropy = dist.entropy().sum(-1)
@@ -430,6 +425,17 @@ class FOSPAgent(nn.Module):
             "actor/weight_std": w.std(),
             "actor/feasible": mean_valid(f),
         }
+
+    def eq19_weights(
+        self, adv_r: Tensor, adv_c: Tensor, feasible: Tensor, phi: Tensor, valid: Tensor
+    ) -> Tensor:
+        """Eq. 19's weight per row over its batch mean on the valid rows (1/Z, eq. 18), with
+        this agent's temperatures, clip and cost branch."""
+        a = self.cfg.agent
+        w = O.awr_weights(
+            adv_r, adv_c, feasible, phi, a.beta_r, a.beta_c, a.awr_max_exponent, a.cost_branch
+        )
+        return w / ((w * valid).sum() / valid.sum().clamp_min(1.0)).clamp_min(1e-8)
 
     def imagined_cost_loss(self, imagined: dict[str, Tensor]) -> Tensor:
         """mean_h,n [w_h log pi(a_h | s_h) sg(A^c_h)] with A^c_h = (R^c_h - V^c_slow(s_h)) /

@@ -110,12 +110,9 @@ class FinetuneStrategy:
     def weight(self, adv_r: Tensor, adv_c: Tensor, feasible: Tensor, phi: Tensor, valid: Tensor):
         """The learning actor's weight on replay actions: eq. 19 over its 1/Z (awr), or eq. 23's
         linear weight (linear, the ablation)."""
-        a = self.agent.cfg.agent
         if self.cfg.actor_weight == "awr":
-            w = O.awr_weights(
-                adv_r, adv_c, feasible, phi, a.beta_r, a.beta_c, a.awr_max_exponent, a.cost_branch
-            )
-            return w / ((w * valid).sum() / valid.sum().clamp_min(1)).clamp_min(1e-8)
+            return self.agent.eq19_weights(adv_r, adv_c, feasible, phi, valid)
+        a = self.agent.cfg.agent
         phi = phi if self.cfg.linear_phi else 0.0
         return O.linear_weights(adv_r, adv_c, feasible, phi, a.beta_r, a.beta_c, valid)
 
