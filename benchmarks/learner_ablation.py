@@ -32,7 +32,8 @@ VARIANTS: dict[str, dict] = {
     "no-cache": {"cache": False, "settle_steps": 0},  # behaviour on 16-row window features
     "no-settle": {"settle_steps": 0},  # no behaviour steps on fresh features at the end
     "repeats4": {"behaviour_repeats": 4},  # 4 behaviour steps per world-model step, not 8
-    "ref-gate": {"feasible_gate": "ref"},  # eq. 19's f = 1 - u(s) instead of the in-sample gate
+    "ref-gate": {"feasible_gate": "ref"},  # eq. 19's f = 1 - u(s) instead of the episode gate
+    "in-sample-gate": {"feasible_gate": "in_sample"},  # f opens a violating episode's clean tail
     "upper-vc": {"expectile_c": 0.8},  # V_c at the upper expectile, as V_r (the old reading)
     "no-slow": {"slow_rate": 1.0},  # bootstraps read the current networks
     "beta3": {"beta_r": 3.0, "beta_c": 3.0},  # softer AWR temperatures on normalised advantages

@@ -258,12 +258,15 @@ class FOSPAgent(nn.Module):
             )
         ]
         flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
+        to_go = O.discounted_to_go(batch["cost"], cont, a.gamma)
         return {
             "feat": flat(feat[:, :-1]),
             "action": flat(batch["action"][:, :-1]),
             "ret_r": flat(rets[0]),
             "ret_c": flat(rets[1]),
-            "cost_to_go": flat(O.discounted_to_go(batch["cost"], cont, a.gamma)[:, :-1]),
+            "cost_to_go": flat(to_go[:, :-1]),
+            # the window's own cost: the episode's when windows are whole episodes
+            "episode_cost": flat(to_go[:, :1].expand_as(to_go)[:, :-1]),
             "feat_next": flat(feat[:, 1:]),
             "has_next": torch.ones_like(flat(rets[0])),
             "reward_next": flat(batch["reward"][:, 1:]),
@@ -282,6 +285,7 @@ class FOSPAgent(nn.Module):
             "ret_r": c.ret_r[rows],
             "ret_c": c.ret_c[rows],
             "cost_to_go": c.cost_to_go[rows],
+            "episode_cost": c.episode_cost[rows],
             "feat_next": c.feat[c.next[rows]],
             "has_next": c.has_next[rows].float(),
             "reward_next": c.reward[c.next[rows]],
@@ -403,7 +407,9 @@ class FOSPAgent(nn.Module):
         with torch.no_grad():
             scale_r, scale_c = self.adv_scale.clamp_min(1e-3)
             adv_r, adv_c = adv["r"] / scale_r, adv["c"] / scale_c
-            f = O.feasibility(a.feasible_gate, u, d["cost_to_go"], a.cost_limit)
+            f = O.feasibility(
+                a.feasible_gate, u, d["cost_to_go"], a.cost_limit, d.get("episode_cost")
+            )
             weight = policy_weight or self.eq19_weights
             w = weight(adv_r, adv_c, f, phi, valid)
         dist = self.actor.dist(feat)

@@ -91,6 +91,10 @@ class FeatureCache:
         mc = O.discounted_to_go(self.cost[idx] * mask, self.cont[idx] * mask, self.gamma)
         self.cost_to_go = torch.zeros(len(self.replay), device=dev)
         self.cost_to_go[idx[mask]] = mc[mask]
+        # the whole episode's discounted cost (its first action's cost to go), on each of its rows
+        whole = mc[:, :1].expand_as(mc)
+        self.episode_cost = torch.zeros(len(self.replay), device=dev)
+        self.episode_cost[idx[mask]] = whole[mask]
 
     @torch.no_grad()
     def update_returns(

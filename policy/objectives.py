@@ -183,16 +183,28 @@ def awr_weights(
     return feasible * w_r + cost_branch * (1 - feasible) * w_c
 
 
-GATES = ("ref", "in_sample", "both")
+GATES = ("ref", "in_sample", "both", "episode")
 
 
-def feasibility(gate: str, u: Tensor, cost_to_go: Tensor, cost_limit: float) -> Tensor:
+def feasibility(
+    gate: str,
+    u: Tensor,
+    cost_to_go: Tensor,
+    cost_limit: float,
+    episode_cost: Tensor | None = None,
+) -> Tensor:
     """Eq. 19's f per row: `ref` = 1 - u(s) (the REF's probability of staying feasible, §4.2);
     `in_sample` = 1{C <= d}, whether the recorded episode's discounted cost to go after this
     action stays within the cost limit d (FISOR's hard feasibility gate, in-sample); `both` =
-    their product."""
+    their product; `episode` = 1{C_0 <= d} with C_0 the whole recorded episode's discounted cost
+    (`episode_cost`: its first row's cost to go): every row of an episode that violates anywhere is infeasible, its
+    post-contact tail included (the behaviour that produced it was unsafe)."""
     if gate not in GATES:
         raise ValueError(f"feasible_gate must be one of {GATES}, not {gate!r}")
+    if gate == "episode":
+        if episode_cost is None:
+            raise ValueError("feasible_gate 'episode' needs each row's episode_cost")
+        return (episode_cost <= cost_limit).to(u.dtype)
     within = (cost_to_go <= cost_limit).to(u.dtype)
     return {"ref": 1.0 - u, "in_sample": within, "both": (1.0 - u) * within}[gate]
 

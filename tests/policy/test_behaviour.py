@@ -146,6 +146,34 @@ def test_in_sample_returns_follow_the_recorded_rewards(dataset_dir):
     assert np.allclose(got[:-1], expected[:-1], atol=1e-5)
 
 
+def test_episode_gate_closes_every_row_of_a_violating_episode_by_hand():
+    """feasible_gate = episode: f = 1{C_0 <= d}, C_0 the whole episode's discounted cost. An
+    episode that touches an obstacle at rows 2-3 and then camps safely: in_sample opens its
+    clean tail (rows 3-4), the episode gate keeps all five rows closed; a clean episode is open."""
+    cost = torch.tensor([[0.0, 0.0, 1.0, 1.0, 0.0], [0.0] * 5])
+    to_go = O.discounted_to_go(cost, torch.ones(2, 5), 0.5)
+    episode = to_go[:, :1].expand_as(to_go)  # C_0 = 0.5 * 1 + 0.25 * 1 = 0.75 on every row; 0
+    u = torch.full((2, 5), 0.3)
+    assert O.feasibility("in_sample", u, to_go, 0.1)[0].tolist() == [0, 0, 0, 1, 1]
+    gate = O.feasibility("episode", u, to_go, 0.1, episode)
+    assert gate.tolist() == [[0.0] * 5, [1.0] * 5]
+    with pytest.raises(ValueError, match="episode_cost"):
+        O.feasibility("episode", u, to_go, 0.1)
+
+
+def test_cache_holds_each_episodes_whole_cost_on_every_row(dataset_dir):
+    agent, replay = _cached_agent(dataset_dir)
+    c, gamma = agent.cache, agent.cfg.agent.gamma
+    violating = 0
+    for rows in c.layout:
+        rows = rows[rows >= 0]
+        cost = replay.data["cost"][rows].numpy()
+        whole = sum(gamma ** (t - 1) * cost[t] for t in range(1, len(cost)))  # C_0, by hand
+        assert np.allclose(c.episode_cost[rows].numpy(), whole, atol=1e-4)
+        violating += bool(cost.any())
+    assert 0 < violating < len(c.layout)  # the fixture holds both kinds
+
+
 def test_cost_value_reaches_zero_on_a_constructed_feasible_state():
     """One state, 80 % of its dataset actions safe (G_c = 0) and 20 % unsafe (G_c = 1): V_c at
     the lower expectile goes near 0 (the state is feasible); the upper one would sit at ~0.5."""
@@ -161,6 +189,7 @@ def test_cost_value_reaches_zero_on_a_constructed_feasible_state():
         "ret_r": torch.zeros(n),
         "ret_c": ret_c,
         "cost_to_go": ret_c,
+        "episode_cost": ret_c,
         "feat_next": feat,
         "has_next": torch.ones(n),
         "violation": torch.zeros(n),
@@ -326,7 +355,7 @@ def test_without_the_cost_branch_rows_heading_for_a_violation_teach_the_actor_no
 ):
     """AgentConfig.cost_branch reaches eq. 19 in the agent: with every row gated infeasible
     (f = 0), cost_branch 0 gives every row weight 0 and cost_branch 1 does not."""
-    monkeypatch.setattr(O, "feasibility", lambda gate, u, ctg, limit: torch.zeros_like(u))
+    monkeypatch.setattr(O, "feasibility", lambda gate, u, *rest: torch.zeros_like(u))
     cfg = resolve("tiny")
     weight_max = {}
     for branch in (0.0, 1.0):
@@ -338,6 +367,21 @@ def test_without_the_cost_branch_rows_heading_for_a_violation_teach_the_actor_no
         weight_max[branch] = float(agent._cached_behaviour_step(0, None)["actor/weight_max"])
     assert weight_max[0.0] == 0.0
     assert weight_max[1.0] > 0.5
+
+
+def test_a_run_written_before_the_episode_gate_keeps_the_in_sample_gate(tmp_path):
+    """The default gate became `episode` after `in_sample` had been written into configs: a
+    config.json that does not list feasible_gate ran with in_sample and loads with it."""
+    import json
+
+    from policy import checkpoint as ckpt
+
+    cfg = resolve("tiny")
+    assert cfg.agent.feasible_gate == "episode"
+    old = cfg.to_dict()
+    del old["agent"]["feasible_gate"]
+    (tmp_path / ckpt.CONFIG).write_text(json.dumps(old))
+    assert ckpt.read_config(tmp_path).agent.feasible_gate == "in_sample"
 
 
 def test_a_run_written_before_cost_branch_existed_keeps_eq_19_as_written(tmp_path):
