@@ -197,8 +197,8 @@ def feasibility(
     `in_sample` = 1{C <= d}, whether the recorded episode's discounted cost to go after this
     action stays within the cost limit d (FISOR's hard feasibility gate, in-sample); `both` =
     their product; `episode` = 1{C_0 <= d} with C_0 the whole recorded episode's discounted cost
-    (`episode_cost`: its first row's cost to go): every row of an episode that violates anywhere is infeasible, its
-    post-contact tail included (the behaviour that produced it was unsafe)."""
+    (`episode_cost`: its first row's cost to go): every row of an episode that violates
+    anywhere is infeasible, its post-contact tail included (the behaviour was unsafe)."""
     if gate not in GATES:
         raise ValueError(f"feasible_gate must be one of {GATES}, not {gate!r}")
     if gate == "episode":
