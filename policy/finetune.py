@@ -269,6 +269,9 @@ class Finetuner:
                 )
             term = dataclasses.replace(self.cfg.agent, imagined_cost=fcfg.imagined_cost)
             self.agent.cfg = dataclasses.replace(self.cfg, agent=term)
+        if fcfg.feasible_gate != "checkpoint":  # config.json keeps the pretraining's gate too
+            gate = dataclasses.replace(self.agent.cfg.agent, feasible_gate=fcfg.feasible_gate)
+            self.agent.cfg = dataclasses.replace(self.agent.cfg, agent=gate)
         self.agent.learn_world_model = fcfg.world_model == "learn"
         self.applied: list[str] = []
         if resume:
