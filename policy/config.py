@@ -280,8 +280,8 @@ class FinetuneConfig:
     imagined_cost: float = _opt(0.0, check="non_negative")
     # eq. 19's feasibility gate f while finetuning (AgentConfig.feasible_gate); checkpoint = the
     # pretraining's own (`episode` by default). in_sample: the episode gate pretrains safer
-    # policies, but finetuning them with it ended unseen-3 at CV 22.5 % after, with in_sample
-    # 5 % (2 paired seeds; docs/algorithm.md "the episode gate while finetuning")
+    # policies, but finetuning them with it ended unseen-3 at CV 16 % after, with in_sample
+    # 3.75 % (4 paired seeds; docs/algorithm.md "the episode gate while finetuning")
     feasible_gate: str = _opt(
         "in_sample", choices=("checkpoint", "ref", "in_sample", "both", "episode")
     )
