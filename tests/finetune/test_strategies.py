@@ -191,12 +191,12 @@ def test_a_frozen_world_model_keeps_the_offline_policy_exactly_the_offline_polic
     assert any(changed)  # the default keeps Algorithm 1's world-model updates
 
 
-def test_finetuning_gates_eq_19_in_sample_unless_told_to_keep_the_checkpoints_gate(
+def test_finetuning_keeps_the_checkpoints_gate_unless_told_another(
     pretrained, offline_data, tmp_path, monkeypatch
 ):
-    """FinetuneConfig.feasible_gate: the learning actor's eq. 19 reads the in-sample gate by
-    default while the run's config.json keeps the pretraining's own (`episode`); `checkpoint`
-    keeps the pretraining's gate."""
+    """FinetuneConfig.feasible_gate: by default eq. 19 reads the pretraining's own gate
+    (`episode`); `in_sample` makes the learning actor read that one while the run's config.json
+    keeps the pretraining's."""
     from policy import objectives as O
 
     seen: list[str] = []
@@ -205,14 +205,14 @@ def test_finetuning_gates_eq_19_in_sample_unless_told_to_keep_the_checkpoints_ga
     own = ckpt.read_config(pretrained).agent.feasible_gate
     assert own == "episode"
     fc = FinetuneConfig(updates_per_episode=1, settle_steps=0)
-    tuner = Finetuner(pretrained, tmp_path / "default", "unseen-1", fc, offline_data, log=None)
-    assert ckpt.read_config(tmp_path / "default").agent.feasible_gate == own
-    tuner.updates(1)
-    assert seen and set(seen) == {"in_sample"}
-    seen.clear()
-    fc = FinetuneConfig(updates_per_episode=1, settle_steps=0, feasible_gate="checkpoint")
     Finetuner(pretrained, tmp_path / "own", "unseen-1", fc, offline_data, log=None).updates(1)
     assert seen and set(seen) == {"episode"}
+    seen.clear()
+    fc = FinetuneConfig(updates_per_episode=1, settle_steps=0, feasible_gate="in_sample")
+    tuner = Finetuner(pretrained, tmp_path / "other", "unseen-1", fc, offline_data, log=None)
+    assert ckpt.read_config(tmp_path / "other").agent.feasible_gate == own
+    tuner.updates(1)
+    assert seen and set(seen) == {"in_sample"}
 
 
 def test_finetuning_turns_on_the_imagined_cost_term_where_the_actor_imagines(
