@@ -210,15 +210,28 @@ def test_labeler_suggestions_window(display, tmp_path):
     )
 
 
+# Like policy_node: one update per 0.1 s control step, whoever is in control (stdin switches it;
+# each switch is answered with the takeover count). A script that updated only on a new line sat
+# in a blocking read between them, so a first paint lost before the window was mapped was never
+# redrawn however often the test remapped it (CI, once: black for 60 s, 11 remaps).
 CONTROL_SCRIPT = """
+import select
 import sys
 import numpy as np
 from data_collection.takeover import ControlWindow
 image = np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8)
-view = ControlWindow()
-for step, line in enumerate(sys.stdin):
-    view.update(image, line.strip() == "operator", step, 80)
-    print(view.takeovers, flush=True)
+view, operator, step = ControlWindow(), False, 0
+while True:
+    switched = bool(select.select([sys.stdin], [], [], 0.1)[0])
+    if switched:
+        line = sys.stdin.readline()
+        if not line:
+            break
+        operator = line.strip() == "operator"
+    view.update(image, operator, step, 80)
+    step += 1
+    if switched:
+        print(view.takeovers, flush=True)
 view.close()
 """
 
