@@ -2,6 +2,11 @@
 it (the finetuning episodes themselves, ground truth) and after it, per unseen task, strategy and
 seed; mean and a 95 % interval across seeds (Student t; one seed: Wilson on the counts).
 
+One more phase, `no-update`: the offline policy on the finetuning episodes of the seed (the same
+layouts, execution noise and takeover), without any update. "before" is 20 greedy tests on
+other layouts; `no-update` is what "during" would score if finetuning learned nothing, so their
+difference is what the updates did during finetuning, apart from exploration and layouts.
+
 `fosp eval table3 --checkpoint RUN --dataset DATA --tasks unseen-1,unseen-2,unseen-3 --tests 20
 --finetune-episodes 40 --seeds 3 [--strategies pex,direct] [any FinetuneConfig flag] --out DIR`
 (flags: `Table3Config` and `FinetuneConfig`) writes table3.md, table3.csv (one row per seed and
@@ -10,6 +15,7 @@ phase), table3_summary.csv and table3.png.
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import json
@@ -21,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from data_collection.episode import Episode
 from fosp.errors import UserError
+from policy.agent import FOSPAgent
 from policy.config import EvalConfig, FinetuneConfig, Table3Config
 from policy.evaluate import EvalResult, Rates, evaluate, wilson
 from policy.strategy import FinetuneStrategy
 
-PHASES = ("before", "during", "after")
+PHASES = ("before", "no-update", "during", "after")
 # two-sided 95 % Student t quantiles by degrees of freedom (no scipy in the environment)
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
 _T95_LARGE = 1.96
@@ -150,7 +158,7 @@ def plot(summary: list[dict], path: Path) -> Path:
 
     groups = sorted({(s["strategy"], s["task"]) for s in summary})
     fig, axes = plt.subplots(1, 2, figsize=(max(6, 2.2 * len(groups)), 3.6), sharey=True)
-    width = 0.26
+    width = 0.8 / len(PHASES)
     for ax, metric, title in ((axes[0], "sr", "success rate"), (axes[1], "cv", "violation rate")):
         for j, phase in enumerate(PHASES):
             xs, ys, err = [], [], [[], []]
@@ -159,7 +167,7 @@ def plot(summary: list[dict], path: Path) -> Path:
                           s["phase"] == phase), None)  # fmt: skip
                 if s is None:
                     continue
-                xs.append(i + (j - 1) * width)
+                xs.append(i + (j - (len(PHASES) - 1) / 2) * width)
                 ys.append(100 * s[metric])
                 lo, hi = s[f"{metric}_ci"]
                 err[0].append(100 * (s[metric] - lo))
@@ -176,11 +184,13 @@ def plot(summary: list[dict], path: Path) -> Path:
     return path
 
 
-def plot_learning_curve(log: Path, path: Path, before: Rates | None = None) -> Path:
+def plot_learning_curve(
+    log: Path, path: Path, before: Rates | None = None, no_update: Rates | None = None
+) -> Path:
     """Per-episode learning curve of one finetuning run (its finetune.jsonl): each successful
     episode (| at the top) and violating one (x), the running SR / CV, the share of steps the
-    offline actor acted (and the operator, in a run with takeovers), and the offline policy's
-    SR / CV before finetuning as dashed lines."""
+    offline actor acted (and the operator, in a run with takeovers), the offline policy's SR / CV
+    before finetuning as dashed lines and on the same episodes without updates as dotted ones."""
     import json
 
     import matplotlib
@@ -210,6 +220,10 @@ def plot_learning_curve(log: Path, path: Path, before: Rates | None = None) -> P
     if before is not None:
         ax.axhline(100 * before.sr, ls="--", color="tab:green", lw=0.8, label="SR before")
         ax.axhline(100 * before.cv, ls="--", color="tab:red", lw=0.8, label="CV before")
+    if no_update is not None:
+        for value, colour, name in ((no_update.sr, "tab:green", "SR"),
+                                    (no_update.cv, "tab:red", "CV")):  # fmt: skip
+            ax.axhline(100 * value, ls=":", color=colour, lw=1.2, label=f"{name} no update")
     ax.set_xlabel("finetuning episode")
     ax.set_ylabel("%")
     ax.set_ylim(-12, 112)
@@ -218,6 +232,43 @@ def plot_learning_curve(log: Path, path: Path, before: Rates | None = None) -> P
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def no_update_episodes(
+    offline: FOSPAgent, task: str, seed: int, episodes: int, fcfg: FinetuneConfig
+) -> list[Episode]:
+    """The offline policy on finetuning seed `seed`'s first `episodes` episodes: the same layouts,
+    execution noise (FinetuneConfig.action_std, its generator seeded with `seed`) and takeover as
+    every strategy's finetuning run, acting as `direct` acts, and no update. The world model's
+    latent samples draw on the global RNG, seeded here with `seed`: a rerun repeats the episodes
+    on the same machine (a finetuning run's own draws differ: its setup consumes the RNG too)."""
+    from policy.direct import DirectFinetune
+    from policy.finetune import SimCollector
+    from policy.train import seed_everything
+
+    seed_everything(seed)
+    cfg = dataclasses.replace(fcfg, strategy="direct", seed=seed, horizon=max(1, fcfg.horizon))
+    acting = DirectFinetune(copy.deepcopy(offline), cfg)  # a strategy may rewrite its agent
+    collector = SimCollector(task, seed, cfg.label_delay, cfg.takeover)
+    try:
+        return [collector.collect(acting, index) for index in range(episodes)]
+    finally:
+        collector.close()
+
+
+@dataclass
+class Outcomes(Rates):
+    episodes: int
+    successes: int
+    violations: int
+
+
+def outcome_rates(episodes: list[Episode]) -> Outcomes:
+    """SR / CV counts of episodes from their ground truth (as "during" counts them)."""
+    from policy.finetune import truth
+
+    outcomes = [truth(episode) for episode in episodes]
+    return Outcomes(len(outcomes), sum(s for s, _ in outcomes), sum(v for _, v in outcomes))
 
 
 def _eval_row(result: EvalResult, strategy: str, seed: int, phase: str, wall: float) -> Row:
@@ -261,11 +312,27 @@ def run_table3(
         before = evaluate(offline, task, tests, eval_seed)  # the offline policy: same for all
         t_before = time.perf_counter() - start
         log(f"before  {before.line()}  [{t_before:.0f} s]")
+        untouched: dict[int, tuple[Outcomes, float]] = {}
+        for seed in protocol.seed_ids:  # shared by every strategy, like "before"
+            stage(f"no update (seed {seed}): the offline policy on the {finetune_episodes} "
+                  f"finetuning episodes of {task}")  # fmt: skip
+            start = time.perf_counter()
+            rates = outcome_rates(no_update_episodes(offline, task, seed, finetune_episodes, base))
+            untouched[seed] = (rates, time.perf_counter() - start)
+            log(
+                f"no-update seed {seed} {task}: SR {100 * rates.sr:5.1f} %  CV "
+                f"{100 * rates.cv:5.1f} %  (n={rates.episodes})  [{untouched[seed][1]:.0f} s]"
+            )
         for strategy in strategies:
             for seed in protocol.seed_ids:
                 # one shared evaluation: its time is split over the rows that reuse it
                 share = t_before / (len(strategies) * seeds)
                 rows.append(_eval_row(before, strategy, seed, "before", share))
+                rates, t_still = untouched[seed]
+                rows.append(
+                    Row(strategy, task, seed, "no-update", rates.episodes, rates.successes,
+                        rates.violations, t_still / len(strategies))
+                )  # fmt: skip
                 cfg = dataclasses.replace(base, strategy=strategy, seed=seed)
                 run_dir = finetune_dir(out, strategy, seed, task)
                 stage(
@@ -281,7 +348,8 @@ def run_table3(
                     collector.close()
                 s = tuner.summary()
                 wall = time.perf_counter() - start
-                plot_learning_curve(run_dir / LOG, run_dir / "finetune_curve.png", before)
+                curve = run_dir / "finetune_curve.png"
+                plot_learning_curve(run_dir / LOG, curve, before, untouched[seed][0])
                 rows.append(
                     Row(strategy, task, seed, "during", s["episodes"], s["successes"],
                         s["violations"], wall, s["interventions"],

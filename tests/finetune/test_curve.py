@@ -24,6 +24,12 @@ def test_learning_curve_png_from_a_finetune_log(tmp_path):
     image = cv2.imread(str(out))
     assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
     assert np.std(image) > 10  # something was drawn
+    from policy.table3 import Outcomes
+
+    with_still = plot_learning_curve(
+        log, tmp_path / "still.png", EvalResult("unseen-1", 20, 10, 2, 0, 0), Outcomes(5, 2, 1)
+    )
+    assert not np.array_equal(cv2.imread(str(with_still)), image)  # the no-update lines
 
 
 def test_learning_curve_shows_the_operators_share_only_with_takeovers(tmp_path):

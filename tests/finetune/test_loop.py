@@ -93,13 +93,16 @@ def test_cli_finetune_and_table3(pretrained, offline_data, tmp_path, capsys):
     assert code == 0
     table = (t3 / "table3.md").read_text()
     for strategy in ("pex", "direct", "safedreamer", "marvel", "ocr-cft"):
-        for phase in ("before", "during", "after"):
+        for phase in ("before", "no-update", "during", "after"):
             assert f"| {strategy} | unseen-1 | {phase} |" in table
         # a per-episode learning curve per strategy, in the run of the one seed asked for
         assert (t3 / strategy / "seed1" / "unseen-1" / "finetune_curve.png").stat().st_size > 0
         assert not (t3 / strategy / "seed0").exists()
     assert (t3 / "table3.png").stat().st_size > 0
-    assert len((t3 / "table3.csv").read_text().splitlines()) == 1 + 15
+    assert len((t3 / "table3.csv").read_text().splitlines()) == 1 + 20
+    # the no-update phase is one run per seed, the same row for every strategy
+    still = {(r.successes, r.violations) for r in read_rows(t3) if r.phase == "no-update"}
+    assert len(still) == 1
     assert {r.seed for r in read_rows(t3)} == {1}
     # the plain form still works
     assert (
@@ -125,3 +128,39 @@ def test_finetune_over_ros_without_a_master_fails_fast_and_creates_nothing(
     assert code != 0 and time.monotonic() - t0 < 10
     assert len(err.splitlines()) == 1 and "no ROS master at" in err, err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_the_no_update_phase_runs_the_untouched_offline_policy_on_the_finetuning_layouts(
+    pretrained, tmp_path
+):
+    """Table 3's no-update phase: the offline policy on a seed's finetuning layouts (the layout
+    seeds every strategy's run uses), with finetuning's execution noise, and no update: its
+    weights are unchanged afterwards, a rerun repeats it exactly (same machine), and its rates are
+    counted from the ground truth as "during" counts them."""
+    import torch
+
+    from policy.finetune import layout_seed
+    from policy.table3 import no_update_episodes, outcome_rates
+    from policy.train import load_agent
+
+    agent = load_agent(pretrained)
+    weights = {k: v.clone() for k, v in agent.state_dict().items()}
+    still = no_update_episodes(agent, "unseen-2", 4, 2, FinetuneConfig())
+    assert all(torch.equal(v, agent.state_dict()[k]) for k, v in weights.items())
+    again = no_update_episodes(load_agent(pretrained), "unseen-2", 4, 2, FinetuneConfig())
+    for first, second in zip(still, again, strict=True):
+        np.testing.assert_array_equal(first.steps["action"], second.steps["action"])
+    assert [ep.metadata["layout_seed"] for ep in still] == [layout_seed(4, i) for i in range(2)]
+    greedy = no_update_episodes(
+        load_agent(pretrained), "unseen-2", 4, 1, FinetuneConfig(sample_actions=False)
+    )
+    assert not np.allclose(greedy[0].steps["action"], still[0].steps["action"])  # noise acted
+    rates = outcome_rates(still)
+    hits = [
+        (ep.steps["oracle_reward"].max() > 0, ep.steps["oracle_cost"].max() > 0) for ep in still
+    ]
+    assert (rates.episodes, rates.successes, rates.violations) == (
+        2,
+        sum(s for s, _ in hits),
+        sum(v for _, v in hits),
+    )
