@@ -116,8 +116,9 @@ def run_demo(args: argparse.Namespace) -> int:
         stage=lambda text: stage(f"[4/4] Table 3 protocol: {text}"),
     )  # fmt: skip
     before = next(r for r in rows if r.phase == "before")
+    still = next(r for r in rows if r.phase == "no-update")
     log = finetune_dir(out, FinetuneConfig.strategy, 0, task) / "finetune.jsonl"
-    curve = plot_learning_curve(log, out / "finetune_curve.png", before)
+    curve = plot_learning_curve(log, out / "finetune_curve.png", before, still)
     print(f"table: {out / 'table3.md'}, table3.csv, table3.png; learning curve: {curve}")
     print(markdown(summary))
     print(f"demo wall time: {time.perf_counter() - start:.0f} s")
