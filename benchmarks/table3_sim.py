@@ -1,5 +1,6 @@
 """FOSP Table 3 in the simulator: SR / CV before, during and after few-shot finetuning on each
-unseen task, for safe policy expansion (`pex`) and the `direct` ablation, with wall times.
+unseen task, for safe policy expansion (`pex`) and the `direct` ablation, with wall times; and
+`no-update`, the offline policy on the finetuning episodes' layouts and noise without updates.
 
     .venv/bin/python benchmarks/table3_sim.py --checkpoint RUN --dataset DATA
         [--tasks unseen-1,unseen-2,unseen-3] [--tests 20] [--finetune-episodes 40]
