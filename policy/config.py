@@ -287,8 +287,9 @@ class FinetuneConfig:
     )
     # learn = the world model keeps learning online (Algorithm 1 line 17); frozen = it does
     # not, so the features every actor and critic reads keep their meaning (a frozen actor on a
-    # learning world model is a different policy: docs/algorithm.md "representation drift")
-    world_model: str = _opt("learn", choices=("learn", "frozen"))
+    # learning world model is a different policy: docs/algorithm.md "representation drift");
+    # heads = the representation is frozen, the reward, cost and continuation heads learn
+    world_model: str = _opt("learn", choices=("learn", "heads", "frozen"))
     # actor of the critics' imagined rollouts: offline | new
     imagine_with: str = _opt("offline", choices=("offline", "new"))
     # cap of the execution noise (the scripted operators: std 0.25)

@@ -272,7 +272,8 @@ class Finetuner:
         if fcfg.feasible_gate != "checkpoint":  # config.json keeps the pretraining's gate too
             gate = dataclasses.replace(self.agent.cfg.agent, feasible_gate=fcfg.feasible_gate)
             self.agent.cfg = dataclasses.replace(self.agent.cfg, agent=gate)
-        self.agent.learn_world_model = fcfg.world_model == "learn"
+        self.agent.learn_world_model = fcfg.world_model != "frozen"
+        self.agent.wm.learn_heads_only(fcfg.world_model == "heads")
         self.applied: list[str] = []
         if resume:
             state = ckpt.load(self.out, self.cfg, map_location=dev, keys=ckpt.FINETUNE_KEYS)

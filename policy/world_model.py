@@ -53,6 +53,11 @@ class GRUCell(nn.Module):
         return update * cand + (1 - update) * h
 
 
+# the predictors of eq. 1's reward, cost and continuation terms (everything else is the
+# representation: encoders, RSSM, decoders)
+HEADS = ("reward_head", "cost_head", "cont_head")
+
+
 class WorldModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -73,6 +78,13 @@ class WorldModel(nn.Module):
         self.reward_head = TwoHotHead(f, u, n, c.bins)
         self.cost_head = TwoHotHead(f, u, n, c.bins)
         self.cont_head = mlp(f, u, n, 1)
+
+    def learn_heads_only(self, heads_only: bool) -> None:
+        """heads_only: gradients reach the reward, cost and continuation heads only, so the
+        features (and every actor and critic reading them) keep their meaning while the heads
+        learn a new task's rewards and costs (FinetuneConfig.world_model = heads)."""
+        for name, p in self.named_parameters():
+            p.requires_grad_(not heads_only or name.split(".")[0] in HEADS)
 
     # ------------------------------------------------------------------ RSSM
 

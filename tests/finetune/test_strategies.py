@@ -191,6 +191,26 @@ def test_a_frozen_world_model_keeps_the_offline_policy_exactly_the_offline_polic
     assert any(changed)  # the default keeps Algorithm 1's world-model updates
 
 
+def test_world_model_heads_learns_the_heads_on_a_fixed_representation(
+    pretrained, offline_data, tmp_path
+):
+    """world_model = heads: the encoders, RSSM and decoders stay the offline ones bit for bit
+    (so the features keep their meaning), and the reward, cost and continuation heads learn."""
+    from policy.finetune import finetune_sim
+    from policy.world_model import HEADS
+
+    fc = FinetuneConfig(updates_per_episode=2, settle_steps=2, world_model="heads")
+    tuner = finetune_sim(pretrained, tmp_path / "heads", "unseen-1", 1, fc, offline_data, log=None)
+    offline = load_agent(pretrained)
+    learnt = dict(offline.wm.named_parameters())
+    moved = {
+        name.split(".")[0]
+        for name, p in tuner.agent.wm.named_parameters()
+        if not torch.equal(p, learnt[name])
+    }
+    assert moved and moved <= set(HEADS), moved
+
+
 def test_finetuning_reads_the_in_sample_gate_unless_told_the_checkpoints(
     pretrained, offline_data, tmp_path, monkeypatch
 ):
