@@ -202,11 +202,11 @@ def test_world_model_heads_learns_the_heads_on_a_fixed_representation(
     fc = FinetuneConfig(updates_per_episode=2, settle_steps=2, world_model="heads")
     tuner = finetune_sim(pretrained, tmp_path / "heads", "unseen-1", 1, fc, offline_data, log=None)
     offline = load_agent(pretrained)
-    learnt = dict(offline.wm.named_parameters())
+    offline_params = dict(offline.wm.named_parameters())
     moved = {
         name.split(".")[0]
         for name, p in tuner.agent.wm.named_parameters()
-        if not torch.equal(p, learnt[name])
+        if not torch.equal(p, offline_params[name])
     }
     assert moved and moved <= set(HEADS), moved
 
