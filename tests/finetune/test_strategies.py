@@ -211,6 +211,25 @@ def test_world_model_heads_learns_the_heads_on_a_fixed_representation(
     assert moved and moved <= set(HEADS), moved
 
 
+def test_settling_moves_the_actor_on_a_fixed_world_model(pretrained, offline_data, tmp_path):
+    """FinetuneConfig.settle_steps: after each episode's K updates, behaviour steps on the
+    features the updated world model computes; the world model is not written and the
+    training step count does not move (docs/algorithm.md "longer settling")."""
+    from policy.finetune import finetune_sim
+
+    fc = FinetuneConfig(updates_per_episode=1, settle_steps=0)
+    tuner = finetune_sim(pretrained, tmp_path / "settle", "unseen-1", 1, fc, offline_data, log=None)
+    agent = tuner.agent
+    world_model = {name: v.clone() for name, v in agent.wm.state_dict().items()}
+    actor = [p.detach().clone() for p in agent.actor.parameters()]
+    steps = agent.step_count
+    tuner.strategy.settle(3)
+    for name, v in agent.wm.state_dict().items():
+        assert torch.equal(v, world_model[name]), name
+    assert any(not torch.equal(p, q) for p, q in zip(agent.actor.parameters(), actor, strict=True))
+    assert agent.step_count == steps and agent.settled_at == steps
+
+
 def test_finetuning_reads_the_in_sample_gate_unless_told_the_checkpoints(
     pretrained, offline_data, tmp_path, monkeypatch
 ):
