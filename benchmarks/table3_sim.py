@@ -9,7 +9,7 @@ unseen task, for safe policy expansion (`pex`) and the `direct` ablation, with w
 The defaults are the paper's protocol (Table3Config: 3 tasks x 3 seeds x 20 tests, 40 finetuning
 episodes of 40 updates) with both strategies. Its wall time on the 2-core Intel Xeon VM
 (measured per episode, 1 thread per slice, 2-3 slices at once): 37-43 s per `direct` and ~46 s
-per `pex` finetuning episode, ~3 s per test or no-update episode, so ~30-35 min per (task,
+per `pex` finetuning episode, 1-3 s per test or no-update episode, so ~30-35 min per (task,
 seed, strategy) and ~5 h for the whole protocol in 2 slices; a small budget (e.g.
 --finetune-episodes 10 --updates-per-episode 10 --seeds 1) is what fits an hour.
 Runs are resumable: rerunning with the same --out continues the finetune runs it finds.
