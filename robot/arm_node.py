@@ -126,7 +126,12 @@ class ArmNode:
         return _trigger(self.controller.request_reset(_take_layout_seed))
 
     def run(self) -> None:
-        self.controller.run()
+        try:
+            self.controller.run()
+        except rospy.ROSException:
+            if not rospy.is_shutdown():
+                raise
+            # shutting down: a last publish raced rospy closing its topics; nothing is lost
 
     # ------------------------------------------------------------------ ROS out (ArmOutputs)
     def commanded(self, pose: np.ndarray, stamp: rospy.Time) -> None:
