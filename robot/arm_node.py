@@ -69,13 +69,15 @@ class ArmNode:
 
     def __init__(self, backend: ArmBackend, safety: SafetyFilter, params: ArmNodeParams):
         self.params = params
-        self.pub_pose = rospy.Publisher(rc.POSE, PoseStamped, queue_size=10)
+        # latched: a subscriber that connects just after a frame still gets it (the sim publishes
+        # a frame only when it moves or resets, so a missed reset frame was never followed)
+        self.pub_pose = rospy.Publisher(rc.POSE, PoseStamped, queue_size=10, latch=True)
         self.pub_commanded = rospy.Publisher(rc.COMMANDED_POSE, PoseStamped, queue_size=10)
         self.pub_events = rospy.Publisher(rc.EVENTS, String, queue_size=50)
         self.pub_status = rospy.Publisher(rc.STATUS, String, queue_size=1, latch=True)
         self.pub_wrench = rospy.Publisher(rc.WRENCH, WrenchStamped, queue_size=10)
         if backend.publishes_images:
-            self.pub_image = rospy.Publisher(rc.IMAGE, Image, queue_size=2)
+            self.pub_image = rospy.Publisher(rc.IMAGE, Image, queue_size=2, latch=True)
             self.pub_full = rospy.Publisher(rc.IMAGE_FULL, Image, queue_size=1)
             self.pub_labels = rospy.Publisher(rc.LABELS, String, queue_size=10)
         config = ControllerConfig(

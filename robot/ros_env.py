@@ -110,10 +110,12 @@ class RosSafeReachEnv(gym.Env):
         self._tick: float | None = None  # time.monotonic() of the current control tick
         self._watch_from = 0.0  # ROS time from which the next step looks for stops
         n = lambda item: rc.name(self.ns, item)  # noqa: E731
+        image_sub = rospy.Subscriber(n(rc.IMAGE), Image, self._set("_image"), queue_size=2)
+        pose_sub = rospy.Subscriber(n(rc.POSE), PoseStamped, self._set("_pose"), queue_size=5)
         self._subs = [
-            rospy.Subscriber(n(rc.IMAGE), Image, self._set("_image"), queue_size=2),
+            image_sub,
+            pose_sub,
             rospy.Subscriber(n(rc.IMAGE_FULL), Image, self._set("_full"), queue_size=1),
-            rospy.Subscriber(n(rc.POSE), PoseStamped, self._set("_pose"), queue_size=5),
             rospy.Subscriber(n(rc.LABELS), String, self._on_labels, queue_size=50),
             rospy.Subscriber(n(rc.EVENTS), String, self._on_event, queue_size=50),
             rospy.Subscriber(n(rc.STATUS), String, self._on_status, queue_size=2),
@@ -131,6 +133,17 @@ class RosSafeReachEnv(gym.Env):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no subscriber on {n(rc.ACTION)}: is arm_node running?")
             time.sleep(0.01)
+        # connected to the image and pose publishers before the first reset: the simulated arm
+        # publishes a frame only when it moves or resets, and a reset frame sent before our
+        # connection was up never arrived (9 of 388 new envs; test_new_envs_see_their_first_reset)
+        for sub, node in (
+            (image_sub, "camera_node (or the sim's arm_node)"),
+            (pose_sub, "arm_node"),
+        ):
+            while sub.get_num_connections() == 0:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no publisher on {sub.resolved_name}: is {node} running?")
+                time.sleep(0.01)
 
     # ------------------------------------------------------------------ subscriptions
     def _set(self, attr: str):
