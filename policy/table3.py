@@ -75,10 +75,11 @@ def interval(values: list[float], counts: tuple[int, int] | None = None) -> tupl
     return max(0.0, arr.mean() - half), min(1.0, arr.mean() + half)
 
 
-def summarise(rows: list[Row]) -> list[dict]:
+def summarise(rows: list[Row], shared_before: bool = True) -> list[dict]:
     """Per (strategy, task, phase): the mean over seeds with its interval across seeds, and the
     seeds' episodes pooled (Wilson on the summed counts). "before" is one evaluation of the
-    offline policy copied to every seed's row: its copies count once (Wilson on one copy)."""
+    offline policy copied to every seed's row: its copies count once (Wilson on one copy).
+    shared_before=False: every "before" row is its own evaluation (one per checkpoint)."""
     out = []
     keys = sorted({(r.strategy, r.task) for r in rows})
     for strategy, task in keys:
@@ -88,7 +89,7 @@ def summarise(rows: list[Row]) -> list[dict]:
                 continue
             one, seeds, wall = sel[0], len(sel), sum(r.wall_s for r in sel)
             counts = {(r.episodes, r.successes, r.violations) for r in sel}
-            if phase == "before" and len(counts) == 1:
+            if phase == "before" and shared_before and len(counts) == 1:
                 sel = [one]
             srs, cvs = [r.sr for r in sel], [r.cv for r in sel]
             n = sum(r.episodes for r in sel)
@@ -438,47 +439,104 @@ def _run_settings(folder: Path, row: Row) -> dict:
         record = json.loads(path.read_text())
         settings = {**dataclasses.asdict(FinetuneConfig()), **record["finetune"]}
         settings.pop("seed")
-        return {"source": record["source"], "dataset": record["dataset"], **settings}
+        return {"source": str(record["source"]), "dataset": record["dataset"], **settings}
     except (OSError, ValueError, KeyError, AttributeError) as err:
         raise Table3Error(f"{path}: unreadable finetune record ({err})") from None
 
 
-def merge(folders: list[str | Path], out: str | Path) -> tuple[list[Row], list[dict]]:
+def merge(
+    folders: list[str | Path], out: str | Path, across_checkpoints: bool = False
+) -> tuple[list[Row], list[dict]]:
     """Pool `fosp eval table3` folders that ran different seeds of the same protocol (e.g. one
     process per seed with --seeds 1 --first-seed K) into one table in `out`. Refused: a
-    (strategy, task, seed, phase) in two folders, or runs of one (strategy, task) made from
-    different checkpoints, datasets or finetuning settings (a takeover run pooled with one
-    without, say)."""
-    rows: list[Row] = []
-    seen: dict[tuple, Path] = {}
+    (strategy, task, seed) in two folders, or runs of one (strategy, task) made from different
+    checkpoints, datasets or finetuning settings (a takeover run pooled with one without, say).
+
+    across_checkpoints: the folders' runs may come from different offline checkpoints (one per
+    pretraining seed); a seed is then a (checkpoint, finetuning seed) pair, numbered 0, 1, ... in
+    order of checkpoint path and finetuning seed per (strategy, task) and listed in seeds.csv,
+    and "before" counts once per checkpoint, so its interval is across checkpoints."""
+    found: list[tuple[Row, str, Path]] = []  # row, its checkpoint, its folder
     settings: dict[tuple, tuple[dict, Path]] = {}
     for folder in map(Path, folders):
-        for row in read_rows(folder):
-            key = (row.strategy, row.task, row.seed, row.phase)
-            if key in seen:
+        rows = read_rows(folder)
+        sources: dict[tuple, str] = {}
+        for row in rows:
+            if row.phase != "during":
+                continue
+            mine = _run_settings(folder, row)
+            sources[(row.strategy, row.task, row.seed)] = mine["source"]
+            if across_checkpoints:
+                mine.pop("source")
+            first, where = settings.setdefault((row.strategy, row.task), (mine, folder))
+            differ = [k for k in sorted(first.keys() | mine.keys()) if first.get(k) != mine.get(k)]
+            if differ:
+                k = differ[0]
                 raise Table3Error(
-                    f"{row.strategy} {row.task} seed {row.seed} {row.phase} is in both "
-                    f"{seen[key]} and {folder}"
+                    f"{row.strategy} {row.task}: {where} and {folder} differ in {k} "
+                    f"({first.get(k)!r} vs {mine.get(k)!r})"
                 )
-            seen[key] = folder
-            if row.phase == "during":
-                mine = _run_settings(folder, row)
-                first, where = settings.setdefault((row.strategy, row.task), (mine, folder))
-                keys = sorted(first.keys() | mine.keys())
-                differ = [k for k in keys if first.get(k) != mine.get(k)]
-                if differ:
-                    k = differ[0]
-                    raise Table3Error(
-                        f"{row.strategy} {row.task}: {where} and {folder} differ in {k} "
-                        f"({first.get(k)!r} vs {mine.get(k)!r})"
-                    )
-            rows.append(row)
+        for row in rows:
+            key = (row.strategy, row.task, row.seed)
+            if key not in sources:
+                raise Table3Error(
+                    f"{folder / 'table3.csv'}: {row.strategy} {row.task} seed {row.seed} has "
+                    "no during row"
+                )
+            found.append((row, sources[key], folder))
+    seen: dict[tuple, Path] = {}
+    for row, source, folder in found:
+        key = (row.strategy, row.task, row.seed, row.phase)
+        if across_checkpoints:
+            key = (*key, source)
+        if key in seen:
+            raise Table3Error(
+                f"{row.strategy} {row.task} seed {row.seed} {row.phase} is in both "
+                f"{seen[key]} and {folder}"
+                + (f" (checkpoint {source})" if across_checkpoints else "")
+            )
+        seen[key] = folder
+    rows = [row for row, _, _ in found]
+    if across_checkpoints:
+        rows, labels = _seeds_across_checkpoints(found)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows.sort(key=lambda r: (r.strategy, r.task, r.seed, PHASES.index(r.phase)))
-    summary = summarise(rows)
+    summary = summarise(rows, shared_before=not across_checkpoints)
     write_outputs(rows, summary, out)
+    if across_checkpoints:
+        with open(out / "seeds.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["strategy", "task", "seed", "checkpoint", "finetune_seed", "folder"])
+            w.writerows(labels)
     return rows, summary
+
+
+def _seeds_across_checkpoints(found: list[tuple[Row, str, Path]]) -> tuple[list[Row], list]:
+    """Rows renumbered so that each (checkpoint, finetuning seed) of a (strategy, task) is one
+    seed, and one "before" row per checkpoint (a folder's seeds share that evaluation)."""
+    pairs: dict[tuple, dict[tuple, Path]] = {}
+    for row, source, folder in found:
+        pairs.setdefault((row.strategy, row.task), {})[(source, row.seed)] = folder
+    number = {
+        (group, pair): i
+        for group, members in pairs.items()
+        for i, pair in enumerate(sorted(members))
+    }
+    rows, before_of = [], set()
+    for row, source, _ in found:
+        group = (row.strategy, row.task)
+        if row.phase == "before":
+            if (group, source) in before_of:
+                continue
+            before_of.add((group, source))
+        rows.append(dataclasses.replace(row, seed=number[(group, (source, row.seed))]))
+    labels = [
+        [*group, number[(group, pair)], pair[0], pair[1], str(folder)]
+        for group, members in sorted(pairs.items())
+        for pair, folder in sorted(members.items())
+    ]
+    return rows, labels
 
 
 def table3_cli(args, run: Path) -> int:

@@ -12,21 +12,26 @@ from pathlib import Path
 import pytest
 
 from policy.config import FinetuneConfig, Table3Config
+from policy.evaluate import wilson
 from policy.table3 import Row, Table3Error, finetune_dir, merge, read_rows, summarise, write_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _rows(seed: int, during: tuple[int, int], after: tuple[int, int]) -> list[Row]:
+def _rows(
+    seed: int, during: tuple[int, int], after: tuple[int, int], before: tuple[int, int] = (18, 7)
+) -> list[Row]:
     """One seed of one task: the shared "before" (18 / 7 of 20), then its own phases."""
     return [
-        Row("direct", "unseen-3", seed, "before", 20, 18, 7, 10.0),
+        Row("direct", "unseen-3", seed, "before", 20, *before, 10.0),
         Row("direct", "unseen-3", seed, "during", 20, *during, 100.0, 3, 0.2),
         Row("direct", "unseen-3", seed, "after", 20, *after, 30.0),
     ]
 
 
-def _folder(root: Path, name: str, rows: list[Row], **settings) -> Path:
+def _folder(
+    root: Path, name: str, rows: list[Row], source: str = "/run", dataset: str = "/data", **settings
+) -> Path:
     """A finished `fosp eval table3` folder: table3.csv plus each run's finetune.json."""
     out = root / name
     out.mkdir()
@@ -36,7 +41,7 @@ def _folder(root: Path, name: str, rows: list[Row], **settings) -> Path:
             cfg = dataclasses.asdict(FinetuneConfig(strategy=r.strategy, seed=r.seed, **settings))
             run = finetune_dir(out, r.strategy, r.seed, r.task)
             run.mkdir(parents=True)
-            record = {"task": r.task, "dataset": "/data", "source": "/run", "finetune": cfg}
+            record = {"task": r.task, "dataset": dataset, "source": source, "finetune": cfg}
             (run / "finetune.json").write_text(json.dumps(record))
     return out
 
@@ -100,6 +105,44 @@ def test_merge_refuses_a_seed_twice_other_settings_and_corrupt_rows(tmp_path):
     with pytest.raises(Table3Error, match=r"a/table3.csv line 3: successes = 'nineteen'"):
         merge([a, c], tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing written on a refusal
+
+
+def test_merging_across_checkpoints_counts_before_once_per_checkpoint(tmp_path):
+    # pretraining seeds 1 and 2 (finetuning seed 0 each), and seed 1 again with finetuning seed 1
+    p1 = _folder(tmp_path, "p1", _rows(0, (19, 0), (19, 1)), source="/ckpt1")
+    p2 = _folder(tmp_path, "p2", _rows(0, (14, 2), (14, 3), before=(16, 2)), source="/ckpt2")
+    p1b = _folder(tmp_path, "p1b", _rows(1, (18, 1), (18, 0)), source="/ckpt1")
+    with pytest.raises(Table3Error, match=r"differ in source \('/ckpt1' vs '/ckpt2'\)"):
+        merge([p1, p2], tmp_path / "out")
+    rows, summary = merge([p2, p1b, p1], tmp_path / "all", across_checkpoints=True)
+    by_phase = {s["phase"]: s for s in summary}
+    # seeds numbered by (checkpoint, finetuning seed): (/ckpt1, 0), (/ckpt1, 1), (/ckpt2, 0)
+    during = {r.seed: r.successes for r in rows if r.phase == "during"}
+    assert during == {0: 19, 1: 18, 2: 14}
+    assert by_phase["during"]["seeds"] == 3 and by_phase["during"]["sr"] == pytest.approx(51 / 60)
+    # "before": one row per checkpoint, 18 / 20 and 16 / 20: mean 0.85, Student t with 1 degree
+    # of freedom: half = 12.706 * std(0.9, 0.8) / sqrt(2) = 12.706 * 0.070711 / 1.41421 = 0.6353
+    before = by_phase["before"]
+    assert before["seeds"] == 2 and before["sr"] == pytest.approx(0.85)
+    assert before["sr_ci"] == pytest.approx((0.85 - 0.6353, 1.0), abs=1e-4)
+    # two equal "before" evaluations from two checkpoints still count twice (40 episodes)
+    p3 = _folder(tmp_path, "p3", _rows(0, (17, 0), (17, 0)), source="/ckpt3")
+    _, summary = merge([p1, p3], tmp_path / "eq", across_checkpoints=True)
+    before = next(s for s in summary if s["phase"] == "before")
+    assert before["seeds"] == 2 and before["sr_pooled_ci"] == pytest.approx(wilson(36, 40))
+    seeds = (tmp_path / "all" / "seeds.csv").read_text().splitlines()
+    assert seeds[1:] == [
+        f"direct,unseen-3,0,/ckpt1,0,{p1}",
+        f"direct,unseen-3,1,/ckpt1,1,{p1b}",
+        f"direct,unseen-3,2,/ckpt2,0,{p2}",
+    ]
+    # still refused: the same (checkpoint, seed) twice, another dataset
+    with pytest.raises(Table3Error, match=r"seed 0 before is in both .* \(checkpoint /ckpt1\)"):
+        merge([p1, p2, p1], tmp_path / "out", across_checkpoints=True)
+    other = _folder(tmp_path, "o", _rows(0, (1, 0), (1, 0)), source="/ckpt4", dataset="/other")
+    with pytest.raises(Table3Error, match=r"differ in dataset \('/data' vs '/other'\)"):
+        merge([p1, other], tmp_path / "out", across_checkpoints=True)
+    assert not (tmp_path / "out").exists()
 
 
 def test_merge_command_gives_one_line_errors(tmp_path):
