@@ -158,7 +158,8 @@ def plot(summary: list[dict], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     groups = sorted({(s["strategy"], s["task"]) for s in summary})
-    fig, axes = plt.subplots(1, 2, figsize=(max(6, 2.2 * len(groups)), 3.6), sharey=True)
+    # SR above CV, sharing the groups' axis: one row of 15 groups was too wide to read
+    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 1.1 * len(groups) + 1), 6.4), sharex=True)
     width = 0.8 / len(PHASES)
     for ax, metric, title in ((axes[0], "sr", "success rate"), (axes[1], "cv", "violation rate")):
         for j, phase in enumerate(PHASES):
@@ -175,10 +176,11 @@ def plot(summary: list[dict], path: Path) -> Path:
                 err[1].append(100 * (hi - s[metric]))
             ax.bar(xs, ys, width, yerr=err, capsize=3, label=phase)
         ax.set_xticks(range(len(groups)), [f"{t}\n{s}" for s, t in groups], fontsize=8)
-        ax.set_title(title)
+        ax.set_ylabel(f"{title} %")
         ax.set_ylim(0, 105)
-    axes[0].set_ylabel("%")
-    axes[0].legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8, ncol=len(PHASES), loc="lower right", bbox_to_anchor=(1.0, 1.0))
+    axes[0].set_title("mean over seeds, 95 % interval across seeds", loc="left", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
