@@ -13,8 +13,11 @@ per `pex` finetuning episode, 1-3 s per test or no-update episode, so ~30-35 min
 seed, strategy) and ~5 h for the whole protocol in 2 slices; a small budget (e.g.
 --finetune-episodes 10 --updates-per-episode 10 --seeds 1) is what fits an hour.
 Runs are resumable: rerunning with the same --out continues the finetune runs it finds.
-Seeds are independent: with more cores (or machines), run one slice per process with
---seeds 1 --first-seed K --out DIR/sK and pool them with benchmarks/table3_merge.py.
+The 18 (task, seed, strategy) units are independent: --jobs N runs them N processes at a time
+(cores // N torch threads each; a finished unit is skipped on a rerun, an unfinished one
+resumes) and pools them into --out, with units.csv holding each unit's wall time; across
+machines, run slices (--seeds 1 --first-seed K --out DIR/sK) and pool them with
+benchmarks/table3_merge.py.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fosp.config_flags import add_flags, values  # noqa: E402
 from policy.config import FinetuneConfig, Table3Config  # noqa: E402
-from policy.table3 import markdown, run_table3  # noqa: E402
+from policy.table3 import Table3Error, markdown, run_table3  # noqa: E402
+from policy.table3_jobs import run_units  # noqa: E402
 from policy.train import set_threads  # noqa: E402
 
 
@@ -53,7 +57,12 @@ def main() -> int:
     start = time.perf_counter()
     protocol = Table3Config(**{"strategies": "pex,direct", **values(args, Table3Config)})
     fcfg = FinetuneConfig(**values(args, FinetuneConfig))
-    _, summary = run_table3(args.checkpoint, args.dataset, args.out, protocol, fcfg)
+    run = run_units if protocol.jobs > 1 else run_table3
+    try:
+        _, summary = run(args.checkpoint, args.dataset, args.out, protocol, fcfg)
+    except Table3Error as err:
+        print(f"table3_sim: error: {err}", file=sys.stderr)
+        return 2
     wall = time.perf_counter() - start
     print()
     print(markdown(summary))

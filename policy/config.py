@@ -380,6 +380,9 @@ class Table3Config:
     first_seed: int = _opt(0, check="seed")
     strategies: str = _opt("direct", each_of=STRATEGIES)  # comma separated: direct,pex,...
     eval_seed: int = _opt(TEST_LAYOUT_SEED, check="seed")  # the first test episode's layout seed
+    # how it runs, not what: N > 1 runs each (task, seed, strategy) in its own process, N at a
+    # time, resumable, pooled into --out (policy/table3_jobs.py); the same table as one process
+    jobs: int = _opt(1, check="positive")
 
     @property
     def task_names(self) -> list[str]:

@@ -561,7 +561,12 @@ def table3_cli(args, run: Path) -> int:
     protocol = Table3Config(**values(args, Table3Config), eval_seed=first_test)
     fcfg = FinetuneConfig(**values(args, FinetuneConfig))
     try:
-        _, summary = run_table3(run, args.dataset, args.out, protocol, fcfg)
+        if protocol.jobs > 1:
+            from policy.table3_jobs import run_units
+
+            _, summary = run_units(run, args.dataset, args.out, protocol, fcfg)
+        else:
+            _, summary = run_table3(run, args.dataset, args.out, protocol, fcfg)
     except (CheckpointError, ReplayError, ValueError) as err:
         print(f"fosp eval table3: error: {err}", file=sys.stderr)
         return 2
