@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fosp.config_flags import add_flags, values  # noqa: E402
 from policy.config import FinetuneConfig, Table3Config  # noqa: E402
 from policy.table3 import Table3Error, markdown, run_table3  # noqa: E402
-from policy.table3_jobs import run_units  # noqa: E402
+from policy.table3_jobs import run_units, threads_per_job  # noqa: E402
 from policy.train import set_threads  # noqa: E402
 
 
@@ -50,12 +50,17 @@ def main() -> int:
     p.add_argument("--out", default="out/bench_table3")
     args = p.parse_args()
     set_threads()
+    protocol = Table3Config(**{"strategies": "pex,direct", **values(args, Table3Config)})
+    threads = (
+        f"{protocol.jobs} processes x {threads_per_job(protocol.jobs)} torch threads"
+        if protocol.jobs > 1
+        else f"torch threads {torch.get_num_threads()}"
+    )
     hw = (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
-        f"{torch.get_num_threads()}, {'CUDA' if torch.cuda.is_available() else 'CPU only'}"
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {threads}, "
+        f"{'CUDA' if torch.cuda.is_available() else 'CPU only'}"
     )
     start = time.perf_counter()
-    protocol = Table3Config(**{"strategies": "pex,direct", **values(args, Table3Config)})
     fcfg = FinetuneConfig(**values(args, FinetuneConfig))
     run = run_units if protocol.jobs > 1 else run_table3
     try:
