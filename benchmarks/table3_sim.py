@@ -35,8 +35,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fosp.config_flags import add_flags, values  # noqa: E402
+from fosp.errors import UserError  # noqa: E402
 from policy.config import FinetuneConfig, Table3Config  # noqa: E402
-from policy.table3 import Table3Error, markdown, run_table3  # noqa: E402
+from policy.replay import ReplayError  # noqa: E402
+from policy.table3 import markdown, run_table3  # noqa: E402
 from policy.table3_jobs import run_units, threads_per_job  # noqa: E402
 from policy.train import set_threads  # noqa: E402
 
@@ -65,7 +67,7 @@ def main() -> int:
     run = run_units if protocol.jobs > 1 else run_table3
     try:
         _, summary = run(args.checkpoint, args.dataset, args.out, protocol, fcfg)
-    except Table3Error as err:
+    except (UserError, ReplayError) as err:  # a bad checkpoint, dataset or unit: one line
         print(f"table3_sim: error: {err}", file=sys.stderr)
         return 2
     wall = time.perf_counter() - start
