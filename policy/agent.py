@@ -99,6 +99,7 @@ class FOSPAgent(nn.Module):
         self.settled_at = -1  # world-model step at which `settle` last ran
         self.behaviour_repeats = 0  # finetuning's override of cfg.agent.behaviour_repeats
         self.learn_world_model = True  # finetuning may freeze it (FinetuneConfig.world_model)
+        self.representation_lr = 1.0  # finetuning may slow it (FinetuneConfig.representation_lr)
         # finetuning strategies with their own actor loss (policy/safedreamer.py, marvel.py):
         # called with the imagined rollouts {feat, action, cont, ret_r, ret_c} and the behaviour
         # rows, returns (loss, metrics)
@@ -163,7 +164,12 @@ class FOSPAgent(nn.Module):
         a = self.cfg.agent
         if self.learn_world_model:
             wm_loss, metrics, feat = self.wm.loss(batch)
+            slow = self.wm.representation() if self.representation_lr < 1 else []
+            before = [p.detach().clone() for p in slow]
             metrics["wm/grad_norm"] = self._update("model", wm_loss, self.wm.parameters())
+            with torch.no_grad():  # Adam's step times the share: its learning rate times it
+                for p, old in zip(slow, before, strict=True):
+                    p.lerp_(old, 1 - self.representation_lr)
         else:  # finetuning with a frozen representation: the loss is reported, not followed
             with torch.no_grad():
                 wm_loss, metrics, feat = self.wm.loss(batch)

@@ -295,6 +295,10 @@ class FinetuneConfig:
     # unseen-3's violations (CV during 16.7 vs 5.0 %): learn stays (docs/algorithm.md
     # "the representation fixed while the heads learn")
     world_model: str = _opt("learn", choices=("learn", "heads", "frozen"))
+    # world_model = learn: the representation's (everything but the reward, cost and
+    # continuation heads) share of the world model's learning rate while finetuning; the heads
+    # keep the full rate. 1 = as pretraining; 0 = the representation fixed (like heads)
+    representation_lr: float = _opt(1.0, check="unit")
     # actor of the critics' imagined rollouts: offline | new
     imagine_with: str = _opt("offline", choices=("offline", "new"))
     # cap of the execution noise (the scripted operators: std 0.25)

@@ -274,6 +274,7 @@ class Finetuner:
             self.agent.cfg = dataclasses.replace(self.agent.cfg, agent=gate)
         self.agent.learn_world_model = fcfg.world_model != "frozen"
         self.agent.wm.learn_heads_only(fcfg.world_model == "heads")
+        self.agent.representation_lr = fcfg.representation_lr
         self.applied: list[str] = []
         if resume:
             state = ckpt.load(self.out, self.cfg, map_location=dev, keys=ckpt.FINETUNE_KEYS)

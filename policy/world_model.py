@@ -86,6 +86,11 @@ class WorldModel(nn.Module):
         for name, p in self.named_parameters():
             p.requires_grad_(not heads_only or name.split(".")[0] in HEADS)
 
+    def representation(self) -> list[nn.Parameter]:
+        """Every parameter but the reward, cost and continuation heads': encoders, RSSM and
+        decoders, what the features are made of (FinetuneConfig.representation_lr)."""
+        return [p for name, p in self.named_parameters() if name.split(".")[0] not in HEADS]
+
     # ------------------------------------------------------------------ RSSM
 
     def initial(self, batch: int, device=None) -> State:

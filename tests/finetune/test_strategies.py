@@ -211,6 +211,32 @@ def test_world_model_heads_learns_the_heads_on_a_fixed_representation(
     assert moved and moved <= set(HEADS), moved
 
 
+def test_representation_lr_scales_the_representations_adam_step_and_not_the_heads(
+    pretrained, offline_data, tmp_path
+):
+    """FinetuneConfig.representation_lr = s: after the first update (the same episode, batch and
+    gradient in every run) the encoders', RSSM's and decoders' step is s times the full one,
+    the heads' step is the full one, and s = 0 leaves the representation bit for bit."""
+    from policy.finetune import finetune_sim
+    from policy.world_model import HEADS
+
+    offline = dict(load_agent(pretrained).wm.named_parameters())
+    moved = {}
+    for share in (1.0, 0.5, 0.0):
+        fc = FinetuneConfig(updates_per_episode=1, settle_steps=0, representation_lr=share)
+        out = tmp_path / f"share{share}"
+        tuner = finetune_sim(pretrained, out, "unseen-1", 1, fc, offline_data, log=None)
+        moved[share] = {n: p.detach() - offline[n] for n, p in tuner.agent.wm.named_parameters()}
+    full = moved[1.0]
+    assert max(d.abs().max().item() for d in full.values()) > 1e-5
+    for name, step in full.items():
+        if name.split(".")[0] in HEADS:
+            assert torch.equal(moved[0.5][name], step) and torch.equal(moved[0.0][name], step)
+        else:
+            assert torch.allclose(moved[0.5][name], 0.5 * step, atol=1e-6), name
+            assert not moved[0.0][name].any(), name
+
+
 def test_settling_moves_the_actor_on_a_fixed_world_model(pretrained, offline_data, tmp_path):
     """FinetuneConfig.settle_steps: after each episode's K updates, behaviour steps on the
     features the updated world model computes; the world model is not written and the
