@@ -39,7 +39,7 @@ from fosp.errors import UserError  # noqa: E402
 from policy.config import FinetuneConfig, Table3Config  # noqa: E402
 from policy.replay import ReplayError  # noqa: E402
 from policy.table3 import markdown, run_table3  # noqa: E402
-from policy.table3_jobs import run_units, threads_per_job  # noqa: E402
+from policy.table3_jobs import threads_per_job  # noqa: E402
 from policy.train import set_threads  # noqa: E402
 
 
@@ -64,9 +64,8 @@ def main() -> int:
     )
     start = time.perf_counter()
     fcfg = FinetuneConfig(**values(args, FinetuneConfig))
-    run = run_units if protocol.jobs > 1 else run_table3
     try:
-        _, summary = run(args.checkpoint, args.dataset, args.out, protocol, fcfg)
+        _, summary = run_table3(args.checkpoint, args.dataset, args.out, protocol, fcfg)
     except (UserError, ReplayError) as err:  # a bad checkpoint, dataset or unit: one line
         print(f"table3_sim: error: {err}", file=sys.stderr)
         return 2

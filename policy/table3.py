@@ -297,7 +297,12 @@ def run_table3(
 ) -> tuple[list[Row], list[dict]]:
     """The whole protocol; finetune runs land in `finetune_dir(out, strategy, seed, task)`
     (resumable), each with `fcfg` (its strategy and seed set per row). `stage(text)` announces
-    each phase (default: `log`); `fosp demo` runs this with one task, one seed and PEX."""
+    each phase (default: `log`); `fosp demo` runs this with one task, one seed and PEX.
+    protocol.jobs > 1: each (task, seed, strategy) in its own process (policy/table3_jobs.py)."""
+    if protocol.jobs > 1:
+        from policy.table3_jobs import run_units
+
+        return run_units(checkpoint, dataset, out, protocol, fcfg, log)
     stage = stage or log
     from policy.finetune import LOG, Finetuner, SimCollector
     from policy.train import load_agent
@@ -561,12 +566,7 @@ def table3_cli(args, run: Path) -> int:
     protocol = Table3Config(**values(args, Table3Config), eval_seed=first_test)
     fcfg = FinetuneConfig(**values(args, FinetuneConfig))
     try:
-        if protocol.jobs > 1:
-            from policy.table3_jobs import run_units
-
-            _, summary = run_units(run, args.dataset, args.out, protocol, fcfg)
-        else:
-            _, summary = run_table3(run, args.dataset, args.out, protocol, fcfg)
+        _, summary = run_table3(run, args.dataset, args.out, protocol, fcfg)
     except (CheckpointError, ReplayError, ValueError) as err:
         print(f"fosp eval table3: error: {err}", file=sys.stderr)
         return 2

@@ -71,7 +71,8 @@ def run_units(
     fcfg: FinetuneConfig | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[list[Row], list[dict]]:
-    """The protocol in `protocol.jobs` processes; returns `merge`'s rows and summary."""
+    """The protocol in `protocol.jobs` processes (`run_table3` calls this when jobs > 1);
+    returns `merge`'s rows and summary."""
     from policy.train import load_agent
 
     out, fcfg = Path(out), fcfg or FinetuneConfig()
@@ -101,7 +102,8 @@ def run_units(
             for u in todo
         }  # fmt: skip
         for done, future in enumerate(as_completed(futures), start=1):
-            unit, name = futures[future], unit_folder(out, *futures[future]).name
+            unit = futures[future]
+            name = unit_folder(out, *unit).name
             try:
                 walls[unit] = future.result()
             except Exception as err:  # noqa: BLE001 - one unit's failure must not stop the rest
@@ -111,10 +113,11 @@ def run_units(
                 continue
             log(f"[{done}/{len(todo)}] {name} finished in {walls[unit]:.0f} s")
     if failed:
-        (unit, reason), name = failed[0], unit_folder(out, *failed[0][0]).name
+        unit, reason = failed[0]
+        first = unit_folder(out, *unit)
         raise Table3Error(
-            f"{len(failed)} of {len(todo)} units failed, first {name}: {reason} (see "
-            f"{unit_folder(out, *unit).with_suffix('.log')}); rerun the same command to resume"
+            f"{len(failed)} of {len(todo)} units failed, first {first.name}: {reason} (see "
+            f"{first.with_suffix('.log')}); rerun the same command to resume"
         )
     rows, summary = merge([unit_folder(out, *u) for u in every], out)
     _write_walls(out, every, walls)

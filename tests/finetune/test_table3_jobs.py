@@ -61,7 +61,8 @@ def test_parallel_units_equal_one_process_resume_and_name_a_failing_unit(
     # rerun: both units finished, nothing runs again, the same table
     logs = [u.with_suffix(".log").read_text() for u in units]
     said.clear()
-    again, _ = run_units(pretrained, offline_data, par, protocol, FCFG, log=said.append)
+    # through run_table3, which hands jobs > 1 to run_units
+    again, _ = run_table3(pretrained, offline_data, par, protocol, FCFG, log=said.append)
     assert "2 finished earlier; 0 to run" in said[0] and len(said) == 1
     assert _counts(again) == _counts(rows)
     assert [u.with_suffix(".log").read_text() for u in units] == logs
