@@ -472,10 +472,12 @@ class FOSPAgent(nn.Module):
         self.__dict__["_imagine_actor"] = actor
 
     def _imagine(
-        self, start: Tensor, horizon: int, actor: Actor | None = None
+        self, start: Tensor, horizon: int, actor: Actor | None = None, wm: WorldModel | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Eq. 6 from flat features [N, F]: features [H + 1, N, F] and actions [H, N, A]."""
+        """Eq. 6 from flat features [N, F]: features [H + 1, N, F] and actions [H, N, A]
+        (`wm`: another world model of this architecture, e.g. PEX's copy of the offline one)."""
         actor = actor or self.__dict__.get("_imagine_actor") or self.actor
+        wm = wm or self.wm
         d = self.cfg.model.deter
         state: State = (
             start[:, :d],
@@ -484,8 +486,8 @@ class FOSPAgent(nn.Module):
         feats, actions = [start], []
         for _ in range(horizon):
             act = actor.sample(feats[-1])
-            state = self.wm.imagine_step(state, act)
-            feats.append(self.wm.feat(*state))
+            state = wm.imagine_step(state, act)
+            feats.append(wm.feat(*state))
             actions.append(act)
         return torch.stack(feats), torch.stack(actions)
 
@@ -521,6 +523,19 @@ class FOSPAgent(nn.Module):
         }
 
     @torch.no_grad()
+    def filter_step(
+        self, obs: dict[str, np.ndarray], h: Tensor, z: Tensor, action: Tensor,
+        wm: WorldModel | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        """The posterior state of one observation after `action` from (h, z): (h, z, feat)."""
+        wm = wm or self.wm
+        image = torch.as_tensor(obs["image"], device=self.device)[None]
+        pose = torch.as_tensor(obs["pose"], device=self.device, dtype=torch.float32)[None]
+        h, _ = wm.img_step((h, z), action)
+        z = wm.sample(wm.post_logits(h, wm.embed(image, pose)))
+        return h, z, wm.feat(h, z)
+
+    @torch.no_grad()
     def act(
         self,
         obs: dict[str, np.ndarray],
@@ -532,11 +547,7 @@ class FOSPAgent(nn.Module):
         `actor` lets a caller act with another policy on the same world-model state (PEX);
         default: `acting_actor`."""
         state = state or self.initial_state()
-        image = torch.as_tensor(obs["image"], device=self.device)[None]
-        pose = torch.as_tensor(obs["pose"], device=self.device, dtype=torch.float32)[None]
-        h, _ = self.wm.img_step((state["h"], state["z"]), state["action"])
-        z = self.wm.sample(self.wm.post_logits(h, self.wm.embed(image, pose)))
-        feat = self.wm.feat(h, z)
+        h, z, feat = self.filter_step(obs, state["h"], state["z"], state["action"])
         action = (actor or self.acting_actor).sample(feat, deterministic)
         new_state = {"h": h, "z": z, "action": action, "feat": feat}
         return action[0].cpu().numpy(), new_state

@@ -301,6 +301,12 @@ class FinetuneConfig:
     # Measured (9 pairs): 0.25 vs 1, during 95.6 / 7.2 vs 88.9 / 10.0 %, after 95.0 / 2.2 vs
     # 92.8 / 2.2 % (docs/algorithm.md "a slower representation while finetuning")
     representation_lr: float = _opt(0.25, check="unit")
+    # pex: the features the frozen offline actor reads. learning = the learning world model's
+    # (its meaning drifts: after 40 episodes on unseen-1 the frozen actor alone scored 45 / 0
+    # against the offline policy's 95 / 0); offline = a frozen copy of the pretrained world
+    # model, filtered beside the learning one, so the frozen actor stays the offline policy
+    # exactly (its chunk score: imagined in that copy with the pretrained values and scales)
+    offline_features: str = _opt("learning", choices=("learning", "offline"))
     # actor of the critics' imagined rollouts: offline | new
     imagine_with: str = _opt("offline", choices=("offline", "new"))
     # cap of the execution noise (the scripted operators: std 0.25)

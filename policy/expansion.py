@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from policy import objectives as O
 from policy.agent import FOSPAgent
@@ -53,6 +53,19 @@ def selection_probs(q_tilde: Tensor, inv_temperature: float) -> Tensor:
     return torch.softmax(q_tilde * inv_temperature, dim=-1)
 
 
+class OfflineModel(nn.Module):
+    """A frozen copy of the pretrained world model, slow values and return scales: what the
+    frozen offline actor reads and how its imagined chunk score is valued
+    (`FinetuneConfig.offline_features = offline`)."""
+
+    def __init__(self, agent: FOSPAgent):
+        super().__init__()
+        self.wm = copy.deepcopy(agent.wm)
+        self.v_r, self.v_c = copy.deepcopy(agent.v_r_slow), copy.deepcopy(agent.v_c_slow)
+        self.register_buffer("return_scale", agent.return_scale.detach().clone())
+        self.requires_grad_(False).eval()
+
+
 class PolicyExpansion(FinetuneStrategy):
     """Safe policy expansion: a frozen offline actor and a learning one, eq. 21 chooses."""
 
@@ -75,24 +88,40 @@ class PolicyExpansion(FinetuneStrategy):
             agent.reset_actor_optimiser()
         if cfg.imagine_with == "offline":
             agent.set_imagination_actor(self.frozen)
+        # offline_features = offline: the pretrained world model, values and return scales,
+        # frozen, so the frozen actor reads the features it was trained on
+        self.offline: OfflineModel | None = None
+        if cfg.offline_features == "offline":
+            self.offline = OfflineModel(agent)
         self._chunk_left, self._chunk_choice, self._chunk_probs = 0, 0, np.array([0.5, 0.5])
 
     # ------------------------------------------------------------------ acting
 
     @torch.no_grad()
-    def imagined_scores(self, feat: Tensor) -> Tensor:
-        """Each actor's mean imagined lambda-return from `feat` [1, F]: reward over its return
-        scale minus cost over its own ([2]: offline, new)."""
+    def imagined_scores(self, feat: Tensor, offline_feat: Tensor | None = None) -> Tensor:
+        """Each actor's mean imagined lambda-return from its features [1, F]: reward over its
+        return scale minus cost over its own ([2]: offline, new). With `offline_features =
+        offline` the frozen actor is imagined from `offline_feat` in the frozen pretrained model
+        and valued by the pretrained values and scales."""
         agent, a = self.agent, self.agent.cfg.agent
         n = self.cfg.rollouts
+        learning = (agent.wm, agent.v_r_slow, agent.v_c_slow, agent.return_scale)
+        offline, offline_start = learning, feat
+        if self.offline is not None:
+            o = self.offline
+            offline = (o.wm, o.v_r, o.v_c, o.return_scale)
+            offline_start = feat if offline_feat is None else offline_feat
         scores = []
-        for actor in (self.frozen, agent.acting_actor):
-            feats, _ = agent._imagine(feat.expand(n, -1), a.horizon, actor)
+        for actor, start, (wm, v_r, v_c, scales) in (
+            (self.frozen, offline_start, offline),
+            (agent.acting_actor, feat, learning),
+        ):
+            feats, _ = agent._imagine(start.expand(n, -1), a.horizon, actor, wm)
             nxt = feats[1:]
-            rew, cost, cont = agent.wm.reward(nxt), agent.wm.cost(nxt), agent.wm.cont(nxt)
-            ret_r = O.lambda_returns(rew, cont, agent.v_r_slow(nxt), a.gamma, a.lambda_r)[0]
-            ret_c = O.lambda_returns(cost, cont, agent.v_c_slow(nxt), a.gamma, a.lambda_c)[0]
-            scale_r, scale_c = agent.return_scale.clamp_min(1e-3)
+            rew, cost, cont = wm.reward(nxt), wm.cost(nxt), wm.cont(nxt)
+            ret_r = O.lambda_returns(rew, cont, v_r(nxt), a.gamma, a.lambda_r)[0]
+            ret_c = O.lambda_returns(cost, cont, v_c(nxt), a.gamma, a.lambda_c)[0]
+            scale_r, scale_c = scales.clamp_min(1e-3)
             scores.append((ret_r / scale_r - ret_c / scale_c).mean())
         return torch.stack(scores)
 
@@ -110,13 +139,24 @@ class PolicyExpansion(FinetuneStrategy):
         agent = self.agent
         if state is None:
             self._chunk_left = 0  # a new episode starts a new chunk
+        previous = state
         # the world-model state of this observation (the frozen actor's action is replaced)
         _, state = agent.act(obs, state, deterministic, actor=self.frozen)
-        feat = state["feat"]
-        actors = (self.frozen, agent.acting_actor)
+        feat = offline_feat = state["feat"]
+        if self.offline is not None:  # the pretrained model's state, after the executed action
+            if previous is None:
+                h, z = self.offline.wm.initial(1, feat.device)
+                last = torch.zeros_like(state["action"])
+            else:
+                h, z, last = previous["offline_h"], previous["offline_z"], previous["action"]
+            h, z, offline_feat = agent.filter_step(obs, h, z, last, self.offline.wm)
+            state = {**state, "offline_h": h, "offline_z": z}
+        actors, reads = (self.frozen, agent.acting_actor), (offline_feat, feat)
         info: dict[str, Any] = {}
         if self.cfg.selection == "step":
-            proposals = torch.cat([self.propose(x, feat, deterministic) for x in actors])
+            proposals = torch.cat(
+                [self.propose(actors[k], reads[k], deterministic) for k in (0, 1)]
+            )
             feats = feat.expand(2, -1)
             q_tilde = normalised_q(
                 agent.q_r(feats, proposals), agent.q_c(feats, proposals), self.q_star, self.c_star
@@ -127,14 +167,15 @@ class PolicyExpansion(FinetuneStrategy):
             info["q_tilde"] = q_tilde.cpu().numpy()
         else:
             if self._chunk_left <= 0:
-                probs = selection_probs(self.imagined_scores(feat), self.cfg.inv_temperature)
+                scores = self.imagined_scores(feat, offline_feat)
+                probs = selection_probs(scores, self.cfg.inv_temperature)
                 self._chunk_choice = self._choose(probs, deterministic)
                 self._chunk_probs = probs.cpu().numpy()
                 self._chunk_left = self.cfg.chunk
             self._chunk_left -= 1
             k = self._chunk_choice
             probs = torch.as_tensor(self._chunk_probs)
-            action = self.propose(actors[k], feat, deterministic)
+            action = self.propose(actors[k], reads[k], deterministic)
         state = {**state, "action": action}
         info.update(policy=k, probs=probs.cpu().numpy())
         return action[0].cpu().numpy(), state, info
@@ -149,8 +190,17 @@ class PolicyExpansion(FinetuneStrategy):
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "frozen": self.frozen.state_dict()}
+        out = {**super().state_dict(), "frozen": self.frozen.state_dict()}
+        if self.offline is not None:
+            out["offline_model"] = self.offline.state_dict()
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.frozen.load_state_dict(state["frozen"])
+        if self.offline is not None:
+            if "offline_model" not in state:
+                raise ValueError(
+                    "checkpoint was finetuned with --offline-features learning, not offline"
+                )
+            self.offline.load_state_dict(state["offline_model"])
