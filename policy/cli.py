@@ -151,7 +151,7 @@ def _writable_file(flag: str, path: str) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from policy import checkpoint as ckpt
     from policy.evaluate import evaluate
-    from policy.train import load_agent, set_threads
+    from policy.train import set_threads
 
     set_threads()
     run = Path(args.checkpoint)
@@ -161,21 +161,46 @@ def _eval(args: argparse.Namespace) -> int:
     if args.mode == "table3":
         from policy.table3 import table3_cli
 
+        if args.policy not in (None, "acting"):
+            raise UserError("--policy: eval table3 tests each strategy's policy as it acts")
+
         if Path(args.out).exists() and not Path(args.out).is_dir():
             raise UserError(f"--out {args.out} is a file, not a folder")
         if args.dataset and not Path(args.dataset).is_dir():
             raise UserError(f"--dataset {args.dataset}: no such dataset folder")
         ckpt.load(run, ckpt.read_config(run))  # before anything is created
         return table3_cli(args, run)
-    agent = load_agent(run)
     cfg = EvalConfig(**values(args, EvalConfig))
-    result = evaluate(agent, cfg.task, cfg.episodes, cfg.seed, not cfg.sample, True)
+    result = evaluate(_policy(run, cfg.policy), cfg.task, cfg.episodes, cfg.seed, not cfg.sample,
+                      True)  # fmt: skip
     print(result.line())
     if args.json:
         from fosp.files import atomic_write_bytes
 
         atomic_write_bytes(args.json, (json.dumps(result.to_dict(), indent=2) + "\n").encode())
     return 0
+
+
+def _policy(run: Path, which: str):
+    """What `fosp eval` tests: a pretrained run's agent, or a finetune run's policy (`--policy`)."""
+    from policy.finetune import FINETUNE_JSON, load_finetuned
+    from policy.strategy import OFFLINE, ONLINE
+    from policy.table3 import StrategyPolicy
+    from policy.train import load_agent
+
+    if not (run / FINETUNE_JSON).exists():
+        if which != "acting":
+            raise UserError(f"--policy {which}: {run} is a pretrained run, not a finetune run")
+        return load_agent(run)
+    strategy = load_finetuned(run)
+    if which != "acting":
+        if not hasattr(strategy, "only"):
+            raise UserError(
+                f"--policy {which}: {run} was finetuned with --strategy {strategy.name}, which "
+                "acts with one actor (only pex keeps two)"
+            )
+        strategy.only = OFFLINE if which == "offline" else ONLINE
+    return StrategyPolicy(strategy)
 
 
 def _finetune(args: argparse.Namespace) -> int:

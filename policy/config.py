@@ -376,6 +376,10 @@ class EvalConfig:
     episodes: int = _opt(20, check="positive")  # test episodes
     seed: int = _opt(TEST_LAYOUT_SEED, check="seed")  # the first test episode's layout seed
     sample: bool = False  # sample actions (default: the mean)
+    # a finetune run (RUN2): acting = its policy as it acts (pex: both actors, eq. 21's
+    # choice); learning = the learning actor alone; offline = pex's frozen offline actor alone
+    # (on the features it reads). A pretrained run has one policy: acting
+    policy: str = _opt("acting", choices=("acting", "learning", "offline"))
 
 
 @dataclass(frozen=True)

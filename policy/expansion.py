@@ -94,6 +94,9 @@ class PolicyExpansion(FinetuneStrategy):
         if cfg.offline_features == "offline":
             self.offline = OfflineModel(agent)
         self._chunk_left, self._chunk_choice, self._chunk_probs = 0, 0, np.array([0.5, 0.5])
+        # OFFLINE or ONLINE: that actor alone acts (`fosp eval --policy offline | learning`),
+        # on the features it reads; None: eq. 21 chooses
+        self.only: int | None = None
 
     # ------------------------------------------------------------------ acting
 
@@ -153,7 +156,11 @@ class PolicyExpansion(FinetuneStrategy):
             state = {**state, "offline_h": h, "offline_z": z}
         actors, reads = (self.frozen, agent.acting_actor), (offline_feat, feat)
         info: dict[str, Any] = {}
-        if self.cfg.selection == "step":
+        if self.only is not None:
+            k = self.only
+            probs = torch.eye(2)[k]
+            action = self.propose(actors[k], reads[k], deterministic)
+        elif self.cfg.selection == "step":
             proposals = torch.cat(
                 [self.propose(actors[k], reads[k], deterministic) for k in (0, 1)]
             )

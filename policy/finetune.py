@@ -428,6 +428,26 @@ def _check_out(out: Path, run: str | Path, dataset: str | Path | None) -> None:
         )
 
 
+def load_finetuned(run: str | Path, device: str = "auto") -> FinetuneStrategy:
+    """A finetune run's policy as it acts, from its folder: the strategy around the agent, both
+    restored from the run's checkpoint (pex: both actors and eq. 21's choice), in eval mode."""
+    run = Path(run)
+    meta = _read_meta(run / FINETUNE_JSON)
+    try:
+        fcfg = FinetuneConfig(**meta["finetune"])
+    except (TypeError, ValueError) as err:
+        raise ckpt.CheckpointError(f"{run / FINETUNE_JSON}: finetune settings: {err}") from err
+    cfg = ckpt.read_config(run)
+    agent = FOSPAgent(cfg, pick_device(device if device != "auto" else cfg.train.device))
+    strategy = make_strategy(agent, fcfg)  # first: pex copies, freezes or replaces the actor
+    state = ckpt.load(run, cfg, map_location=agent.device, keys=ckpt.FINETUNE_KEYS)
+    with ckpt.restoring(run / ckpt.CHECKPOINT):
+        agent.load_full_state(state["agent"])
+        strategy.load_state_dict(state["expansion"])
+    agent.eval()
+    return strategy
+
+
 def _read_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(path.read_text())

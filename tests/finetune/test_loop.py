@@ -164,3 +164,47 @@ def test_the_no_update_phase_runs_the_untouched_offline_policy_on_the_finetuning
         sum(s for s, _ in hits),
         sum(v for _, v in hits),
     )
+
+
+def test_eval_of_a_finetune_run_tests_its_policy_as_it_acts(pretrained, offline_data, tmp_path,
+                                                            capsys):  # fmt: skip
+    """`fosp eval --checkpoint RUN2` tests the finetuned policy as Table 3's "after" does (pex:
+    both actors and eq. 21's choice, restored from disk), `--policy learning | offline` one actor
+    alone; a pretrained run or a one-actor strategy refuses the choice in one line."""
+    from policy.cli import _policy
+    from policy.evaluate import scored_episodes
+    from policy.finetune import finetune_sim
+    from policy.table3 import StrategyPolicy
+
+    fc = FinetuneConfig(strategy="pex", updates_per_episode=1, settle_steps=1)
+    out = tmp_path / "pex"
+    tuner = finetune_sim(pretrained, out, "unseen-1", 1, fc, offline_data, log=None)
+
+    def actions(policy) -> np.ndarray:
+        return np.concatenate([s["action"] for s in scored_episodes(policy, "unseen-1", 2)])
+
+    in_memory = actions(StrategyPolicy(tuner.strategy))
+    assert np.array_equal(actions(_policy(out, "acting")), in_memory)
+    alone = {which: actions(_policy(out, which)) for which in ("learning", "offline")}
+    assert not np.array_equal(alone["learning"], alone["offline"])
+    chosen = _policy(out, "offline").strategy
+    assert chosen.only == 0 and chosen.act(*_first_obs(), None, True)[2]["policy"] == 0
+
+    assert main(["eval", "--checkpoint", str(out), "--task", "unseen-1", "--episodes", "1"]) == 0
+    assert main(["eval", "--checkpoint", str(pretrained), "--policy", "offline"]) == 2
+    assert "is a pretrained run, not a finetune run" in capsys.readouterr().err
+    direct = tmp_path / "direct"
+    one = FinetuneConfig(updates_per_episode=1, settle_steps=1)
+    finetune_sim(pretrained, direct, "unseen-1", 1, one, offline_data, log=None)
+    assert main(["eval", "--checkpoint", str(direct), "--policy", "learning"]) == 2
+    assert "acts with one actor" in capsys.readouterr().err
+
+
+def _first_obs():
+    from robot.env import EnvConfig, SafeReachEnv
+
+    env = SafeReachEnv(EnvConfig(task="unseen-1"))
+    try:
+        return (env.reset(seed=0)[0],)
+    finally:
+        env.close()
