@@ -305,7 +305,7 @@ class FinetuneConfig:
     # (its meaning drifts: after 40 episodes on unseen-1 the frozen actor alone scored 45 / 0
     # against the offline policy's 95 / 0); offline = a frozen copy of the pretrained world
     # model, filtered beside the learning one, so the frozen actor stays the offline policy
-    # exactly (its chunk score: imagined in that copy with the pretrained values and scales)
+    # exactly (the chunk scores of both actors are imagined in the learning world model)
     offline_features: str = _opt("learning", choices=("learning", "offline"))
     # actor of the critics' imagined rollouts: offline | new
     imagine_with: str = _opt("offline", choices=("offline", "new"))

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from policy import objectives as O
 from policy.agent import FOSPAgent
@@ -33,6 +33,7 @@ from policy.config import FinetuneConfig
 from policy.networks import Actor
 from policy.objectives import linear_weights  # noqa: F401  (eq. 23; kept importable here)
 from policy.strategy import OFFLINE, ONLINE, FinetuneStrategy
+from policy.world_model import WorldModel
 
 __all__ = ["OFFLINE", "ONLINE", "PolicyExpansion", "normalised_q", "selection_probs"]
 
@@ -51,19 +52,6 @@ def selection_probs(q_tilde: Tensor, inv_temperature: float) -> Tensor:
     """Eq. 21: P[k] = exp(Q~_k / alpha) / sum_j exp(Q~_j / alpha) over the last axis (the two
     proposals), with 1 / alpha = `inv_temperature` (docs/algorithm.md: Table 4's 10 is 1/alpha)."""
     return torch.softmax(q_tilde * inv_temperature, dim=-1)
-
-
-class OfflineModel(nn.Module):
-    """A frozen copy of the pretrained world model, slow values and return scales: what the
-    frozen offline actor reads and how its imagined chunk score is valued
-    (`FinetuneConfig.offline_features = offline`)."""
-
-    def __init__(self, agent: FOSPAgent):
-        super().__init__()
-        self.wm = copy.deepcopy(agent.wm)
-        self.v_r, self.v_c = copy.deepcopy(agent.v_r_slow), copy.deepcopy(agent.v_c_slow)
-        self.register_buffer("return_scale", agent.return_scale.detach().clone())
-        self.requires_grad_(False).eval()
 
 
 class PolicyExpansion(FinetuneStrategy):
@@ -88,11 +76,11 @@ class PolicyExpansion(FinetuneStrategy):
             agent.reset_actor_optimiser()
         if cfg.imagine_with == "offline":
             agent.set_imagination_actor(self.frozen)
-        # offline_features = offline: the pretrained world model, values and return scales,
-        # frozen, so the frozen actor reads the features it was trained on
-        self.offline: OfflineModel | None = None
+        # offline_features = offline: a frozen copy of the pretrained world model, so the frozen
+        # actor reads the features it was trained on
+        self.offline: WorldModel | None = None
         if cfg.offline_features == "offline":
-            self.offline = OfflineModel(agent)
+            self.offline = copy.deepcopy(agent.wm).requires_grad_(False).eval()
         self._chunk_left, self._chunk_choice, self._chunk_probs = 0, 0, np.array([0.5, 0.5])
         # OFFLINE or ONLINE: that actor alone acts (`fosp eval --policy offline | learning`),
         # on the features it reads; None: eq. 21 chooses
@@ -101,30 +89,23 @@ class PolicyExpansion(FinetuneStrategy):
     # ------------------------------------------------------------------ acting
 
     @torch.no_grad()
-    def imagined_scores(self, feat: Tensor, offline_feat: Tensor | None = None) -> Tensor:
-        """Each actor's mean imagined lambda-return from its features [1, F]: reward over its
-        return scale minus cost over its own ([2]: offline, new). With `offline_features =
-        offline` the frozen actor is imagined from `offline_feat` in the frozen pretrained model
-        and valued by the pretrained values and scales."""
+    def imagined_scores(self, feat: Tensor) -> Tensor:
+        """Each actor's mean imagined lambda-return from `feat` [1, F]: reward over its return
+        scale minus cost over its own ([2]: offline, new). Both are imagined in the learning
+        world model, the one that has seen the online episodes (with `offline_features =
+        offline` the frozen actor acts on the pretrained model's features but is scored here:
+        scored in the pretrained model, which has not seen the new task's hazards, it was chosen
+        for whole episodes and violated in them, P_off 1.00)."""
         agent, a = self.agent, self.agent.cfg.agent
         n = self.cfg.rollouts
-        learning = (agent.wm, agent.v_r_slow, agent.v_c_slow, agent.return_scale)
-        offline, offline_start = learning, feat
-        if self.offline is not None:
-            o = self.offline
-            offline = (o.wm, o.v_r, o.v_c, o.return_scale)
-            offline_start = feat if offline_feat is None else offline_feat
         scores = []
-        for actor, start, (wm, v_r, v_c, scales) in (
-            (self.frozen, offline_start, offline),
-            (agent.acting_actor, feat, learning),
-        ):
-            feats, _ = agent._imagine(start.expand(n, -1), a.horizon, actor, wm)
+        for actor in (self.frozen, agent.acting_actor):
+            feats, _ = agent._imagine(feat.expand(n, -1), a.horizon, actor)
             nxt = feats[1:]
-            rew, cost, cont = wm.reward(nxt), wm.cost(nxt), wm.cont(nxt)
-            ret_r = O.lambda_returns(rew, cont, v_r(nxt), a.gamma, a.lambda_r)[0]
-            ret_c = O.lambda_returns(cost, cont, v_c(nxt), a.gamma, a.lambda_c)[0]
-            scale_r, scale_c = scales.clamp_min(1e-3)
+            rew, cost, cont = agent.wm.reward(nxt), agent.wm.cost(nxt), agent.wm.cont(nxt)
+            ret_r = O.lambda_returns(rew, cont, agent.v_r_slow(nxt), a.gamma, a.lambda_r)[0]
+            ret_c = O.lambda_returns(cost, cont, agent.v_c_slow(nxt), a.gamma, a.lambda_c)[0]
+            scale_r, scale_c = agent.return_scale.clamp_min(1e-3)
             scores.append((ret_r / scale_r - ret_c / scale_c).mean())
         return torch.stack(scores)
 
@@ -148,11 +129,11 @@ class PolicyExpansion(FinetuneStrategy):
         feat = offline_feat = state["feat"]
         if self.offline is not None:  # the pretrained model's state, after the executed action
             if previous is None:
-                h, z = self.offline.wm.initial(1, feat.device)
+                h, z = self.offline.initial(1, feat.device)
                 last = torch.zeros_like(state["action"])
             else:
                 h, z, last = previous["offline_h"], previous["offline_z"], previous["action"]
-            h, z, offline_feat = agent.filter_step(obs, h, z, last, self.offline.wm)
+            h, z, offline_feat = agent.filter_step(obs, h, z, last, self.offline)
             state = {**state, "offline_h": h, "offline_z": z}
         actors, reads = (self.frozen, agent.acting_actor), (offline_feat, feat)
         info: dict[str, Any] = {}
@@ -174,8 +155,7 @@ class PolicyExpansion(FinetuneStrategy):
             info["q_tilde"] = q_tilde.cpu().numpy()
         else:
             if self._chunk_left <= 0:
-                scores = self.imagined_scores(feat, offline_feat)
-                probs = selection_probs(scores, self.cfg.inv_temperature)
+                probs = selection_probs(self.imagined_scores(feat), self.cfg.inv_temperature)
                 self._chunk_choice = self._choose(probs, deterministic)
                 self._chunk_probs = probs.cpu().numpy()
                 self._chunk_left = self.cfg.chunk

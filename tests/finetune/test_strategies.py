@@ -318,7 +318,7 @@ def test_offline_features_keep_the_frozen_actor_on_the_pretrained_world_model(
                         offline_features="offline")  # fmt: skip
     tuner = finetune_sim(pretrained, tmp_path / "pex", "unseen-1", 1, fc, offline_data, log=None)
     pex, offline = tuner.strategy, load_agent(pretrained)
-    assert _same(pex.offline.wm.state_dict(), offline.wm.state_dict())
+    assert _same(pex.offline.state_dict(), offline.wm.state_dict())
     assert not _same(tuner.agent.wm.state_dict(), offline.wm.state_dict())  # the learning one
     saved = ckpt.load(tmp_path / "pex")["expansion"]["offline_model"]
     assert _same(saved, pex.offline.state_dict())
