@@ -301,12 +301,15 @@ class FinetuneConfig:
     # Measured (9 pairs): 0.25 vs 1, during 95.6 / 7.2 vs 88.9 / 10.0 %, after 95.0 / 2.2 vs
     # 92.8 / 2.2 % (docs/algorithm.md "a slower representation while finetuning")
     representation_lr: float = _opt(0.25, check="unit")
-    # pex: the features the frozen offline actor reads. learning = the learning world model's
-    # (its meaning drifts: after 40 episodes on unseen-1 the frozen actor alone scored 45 / 0
-    # against the offline policy's 95 / 0); offline = a frozen copy of the pretrained world
-    # model, filtered beside the learning one, so the frozen actor stays the offline policy
-    # exactly (the chunk scores of both actors are imagined in the learning world model)
-    offline_features: str = _opt("learning", choices=("learning", "offline"))
+    # pex: the features the frozen offline actor reads. offline = a frozen copy of the
+    # pretrained world model, filtered beside the learning one (one more posterior step per
+    # control step), so the frozen actor stays the offline policy exactly; learning = the
+    # learning world model's, whose meaning drifts (nine pairs, 20 episodes: the frozen actor
+    # alone 54 % SR after, 97 % before). Both actors' chunk scores are imagined in the learning
+    # model. Measured (paper protocol, unseen-1/2 seed 0): during 97.5 / 5.0 and 95.0 / 0.0 %
+    # vs 82.5 / 7.5 and 90.0 / 10.0, after 100 / 0 twice vs 75 / 0 and 95 / 5
+    # (docs/algorithm.md "what PEX's frozen actor reads")
+    offline_features: str = _opt("offline", choices=("learning", "offline"))
     # actor of the critics' imagined rollouts: offline | new
     imagine_with: str = _opt("offline", choices=("offline", "new"))
     # cap of the execution noise (the scripted operators: std 0.25)
