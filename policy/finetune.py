@@ -235,7 +235,7 @@ class Finetuner:
             meta = _read_meta(meta_path)
             if meta["task"] != task:
                 raise ckpt.CheckpointError(f"{out} finetunes task {meta['task']!r}, not {task!r}")
-            fcfg = FinetuneConfig(**meta["finetune"])
+            fcfg = run_settings(meta, meta_path)
             dataset = dataset or meta["dataset"]
             run = meta["source"]
         dataset = dataset or ckpt.trained_on(run)
@@ -428,15 +428,24 @@ def _check_out(out: Path, run: str | Path, dataset: str | Path | None) -> None:
         )
 
 
+# settings added after runs were made, at the values those runs used (a default that changed
+# later must not change an old run when it resumes or is evaluated)
+LEGACY_SETTINGS = {"representation_lr": 1.0, "offline_features": "learning"}
+
+
+def run_settings(meta: dict[str, Any], path: Path) -> FinetuneConfig:
+    """The settings a finetune run was made with, from its finetune.json record."""
+    try:
+        return FinetuneConfig(**{**LEGACY_SETTINGS, **meta["finetune"]})
+    except (TypeError, ValueError) as err:
+        raise ckpt.CheckpointError(f"{path}: finetune settings: {err}") from err
+
+
 def load_finetuned(run: str | Path, device: str = "auto") -> FinetuneStrategy:
     """A finetune run's policy as it acts, from its folder: the strategy around the agent, both
     restored from the run's checkpoint (pex: both actors and eq. 21's choice), in eval mode."""
     run = Path(run)
-    meta = _read_meta(run / FINETUNE_JSON)
-    try:
-        fcfg = FinetuneConfig(**meta["finetune"])
-    except (TypeError, ValueError) as err:
-        raise ckpt.CheckpointError(f"{run / FINETUNE_JSON}: finetune settings: {err}") from err
+    fcfg = run_settings(_read_meta(run / FINETUNE_JSON), run / FINETUNE_JSON)
     cfg = ckpt.read_config(run)
     agent = FOSPAgent(cfg, pick_device(device if device != "auto" else cfg.train.device))
     strategy = make_strategy(agent, fcfg)  # first: pex copies, freezes or replaces the actor

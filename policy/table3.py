@@ -439,13 +439,17 @@ def read_rows(folder: str | Path) -> list[Row]:
 
 def _run_settings(folder: Path, row: Row) -> dict:
     """What a finetune run was made from: its checkpoint, dataset and settings, seed left out.
-    A setting added after the run was made counts as its default (each was added with the
-    default that keeps the earlier behaviour)."""
+    A setting added after the run was made counts at the value such runs used
+    (`finetune.LEGACY_SETTINGS`); pex's offline_features only counts for pex."""
+    from policy.finetune import run_settings
+
     path = finetune_dir(folder, row.strategy, row.seed, row.task) / "finetune.json"
     try:
         record = json.loads(path.read_text())
-        settings = {**dataclasses.asdict(FinetuneConfig()), **record["finetune"]}
+        settings = dataclasses.asdict(run_settings(record, path))
         settings.pop("seed")
+        if row.strategy != "pex":
+            settings.pop("offline_features")
         return {"source": str(record["source"]), "dataset": record["dataset"], **settings}
     except (OSError, ValueError, KeyError, AttributeError) as err:
         raise Table3Error(f"{path}: unreadable finetune record ({err})") from None

@@ -208,3 +208,26 @@ def _first_obs():
         return (env.reset(seed=0)[0],)
     finally:
         env.close()
+
+
+def test_a_run_made_before_a_setting_existed_resumes_and_loads_with_the_value_it_used(
+    pretrained, offline_data, tmp_path
+):
+    """A finetune.json written before `representation_lr` and `offline_features` existed (runs
+    then used 1.0 and the learning world model's features) is read with those values, not with
+    today's defaults: an old pex run still loads, resumes and is evaluated as it was made."""
+    from policy.finetune import finetune_sim, load_finetuned
+
+    fc = FinetuneConfig(strategy="pex", updates_per_episode=1, settle_steps=1,
+                        representation_lr=1.0, offline_features="learning")  # fmt: skip
+    out = tmp_path / "old"
+    finetune_sim(pretrained, out, "unseen-1", 1, fc, offline_data, log=None)
+    record = json.loads((out / FINETUNE_JSON).read_text())
+    for name in ("representation_lr", "offline_features"):
+        del record["finetune"][name]
+    (out / FINETUNE_JSON).write_text(json.dumps(record))
+    strategy = load_finetuned(out)
+    assert strategy.cfg.representation_lr == 1.0 and strategy.cfg.offline_features == "learning"
+    assert strategy.offline is None
+    tuner = Finetuner(pretrained, out, "unseen-1", FinetuneConfig(), offline_data, log=None)
+    assert tuner.fcfg.representation_lr == 1.0 and tuner.agent.representation_lr == 1.0
