@@ -171,8 +171,8 @@ def _eval(args: argparse.Namespace) -> int:
         ckpt.load(run, ckpt.read_config(run))  # before anything is created
         return table3_cli(args, run)
     cfg = EvalConfig(**values(args, EvalConfig))
-    result = evaluate(_policy(run, cfg.policy), cfg.task, cfg.episodes, cfg.seed, not cfg.sample,
-                      True)  # fmt: skip
+    policy = _policy(run, cfg.policy)
+    result = evaluate(policy, cfg.task, cfg.episodes, cfg.seed, not cfg.sample, True)
     print(result.line())
     if args.json:
         from fosp.files import atomic_write_bytes
@@ -194,7 +194,7 @@ def _policy(run: Path, which: str):
         return load_agent(run)
     strategy = load_finetuned(run)
     if which != "acting":
-        if not hasattr(strategy, "only"):
+        if strategy.name != "pex":
             raise UserError(
                 f"--policy {which}: {run} was finetuned with --strategy {strategy.name}, which "
                 "acts with one actor (only pex keeps two)"
