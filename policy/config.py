@@ -307,7 +307,8 @@ class FinetuneConfig:
     # learning world model's, whose meaning drifts (nine pairs, 20 episodes: the frozen actor
     # alone 54 % SR after, 97 % before). Both actors' chunk scores are imagined in the learning
     # model. Measured (paper protocol, unseen-1/2 seed 0): during 97.5 / 5.0 and 95.0 / 0.0 %
-    # vs 82.5 / 7.5 and 90.0 / 10.0, after 100 / 0 twice vs 75 / 0 and 95 / 5
+    # vs 82.5 / 7.5 and 90.0 / 10.0, after 100 / 0 twice vs 75 / 0 and 95 / 5; on unseen-3 the
+    # offline policy's own violations come back with it (during CV 30 % vs direct's 12.5)
     # (docs/algorithm.md "what PEX's frozen actor reads")
     offline_features: str = _opt("offline", choices=("learning", "offline"))
     # actor of the critics' imagined rollouts: offline | new
