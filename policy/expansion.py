@@ -4,9 +4,11 @@
 `FOSPAgent`: the offline actor pi_psi is deep-copied and frozen (no gradient, no optimiser,
 never written); `agent.actor` becomes the new policy pi_psi' (fresh or copied weights, `init`)
 with its own optimiser. World model, critics, values, REF and multipliers are the pretrained ones
-("transferred") and keep learning. Both actors propose an action for the *current* latent state
-(the features `act` computed from this observation); eq. 21 gives the probability of executing
-each (`step`: from Q and Q_c of *its own* proposal, eq. 22).
+("transferred") and keep learning. Both actors propose an action for the *current* observation:
+the new actor from the learning world model's latent, the frozen one from a frozen copy of the
+pretrained world model's (`offline_features = offline`; on the learning model's features it was
+no longer the offline policy); eq. 21 gives the probability of executing each (`step`: from Q
+and Q_c of *its own* proposal, eq. 22).
 (`direct`, ablation ii without expansion, is policy/direct.py.)
 
 Selection (`FinetuneConfig.selection`): `step` is eqs. 21-22 at every control step; `chunk`
