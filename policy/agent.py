@@ -472,12 +472,10 @@ class FOSPAgent(nn.Module):
         self.__dict__["_imagine_actor"] = actor
 
     def _imagine(
-        self, start: Tensor, horizon: int, actor: Actor | None = None, wm: WorldModel | None = None
+        self, start: Tensor, horizon: int, actor: Actor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Eq. 6 from flat features [N, F]: features [H + 1, N, F] and actions [H, N, A]
-        (`wm`: another world model of this architecture, e.g. PEX's copy of the offline one)."""
+        """Eq. 6 from flat features [N, F]: features [H + 1, N, F] and actions [H, N, A]."""
         actor = actor or self.__dict__.get("_imagine_actor") or self.actor
-        wm = wm or self.wm
         d = self.cfg.model.deter
         state: State = (
             start[:, :d],
@@ -486,8 +484,8 @@ class FOSPAgent(nn.Module):
         feats, actions = [start], []
         for _ in range(horizon):
             act = actor.sample(feats[-1])
-            state = wm.imagine_step(state, act)
-            feats.append(wm.feat(*state))
+            state = self.wm.imagine_step(state, act)
+            feats.append(self.wm.feat(*state))
             actions.append(act)
         return torch.stack(feats), torch.stack(actions)
 

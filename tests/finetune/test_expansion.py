@@ -142,7 +142,7 @@ def test_chunk_selection_spreads_when_one_actor_is_clearly_worse(monkeypatch):
     offline, online = FixedActor([0.8] * 6), FixedActor([-0.8] * 6)
     pex.frozen, agent.actor, agent.actor_ema = offline, online, online  # acting = trained
 
-    def imagine(start, horizon, actor=None, wm=None):
+    def imagine(start, horizon, actor=None):
         # every imagined state carries the actor's action in feature 0; 3 steps
         act = actor.action[0]
         feats = torch.zeros(4, start.shape[0], start.shape[1])
