@@ -311,6 +311,13 @@ class FinetuneConfig:
     # offline policy's own violations come back with it (during CV 30 % vs direct's 12.5)
     # (docs/algorithm.md "what PEX's frozen actor reads")
     offline_features: str = _opt("offline", choices=("learning", "offline"))
+    # pex, selection = chunk: weight w of each actor's observed cost on this task in its chunk
+    # score. Actor k's labelled cost steps C_k over the steps it acted N_k (prior: T cost-free
+    # steps, T = horizon, one episode) give the cost one episode at that rate incurs, T C_k /
+    # (N_k + T), over the cost return scale, as the imagined cost term: the score falls by w
+    # times that. 0 = imagined scores alone (the imagination did not keep the offline actor off
+    # unseen-3's hazard: during CV 30 % vs direct's 12.5; docs/algorithm.md "observed cost")
+    cost_evidence: float = _opt(0.0, check="non_negative")
     # actor of the critics' imagined rollouts: offline | new
     imagine_with: str = _opt("offline", choices=("offline", "new"))
     # cap of the execution noise (the scripted operators: std 0.25)

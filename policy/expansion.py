@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from data_collection.episode import Episode
 from policy import objectives as O
 from policy.agent import FOSPAgent
 from policy.config import FinetuneConfig
@@ -84,6 +85,9 @@ class PolicyExpansion(FinetuneStrategy):
         if cfg.offline_features == "offline":
             self.offline = copy.deepcopy(agent.wm).requires_grad_(False).eval()
         self._chunk_left, self._chunk_choice, self._chunk_probs = 0, 0, np.array([0.5, 0.5])
+        # labelled cost steps and steps acted by each actor on this task (cost_evidence)
+        self.observed_cost = torch.zeros(2, dtype=torch.float64)
+        self.observed_steps = torch.zeros(2, dtype=torch.float64)
         # OFFLINE or ONLINE: that actor alone acts (`fosp eval --policy offline | learning`),
         # on the features it reads; None: eq. 21 chooses
         self.only: int | None = None
@@ -110,6 +114,26 @@ class PolicyExpansion(FinetuneStrategy):
             scale_r, scale_c = agent.return_scale.clamp_min(1e-3)
             scores.append((ret_r / scale_r - ret_c / scale_c).mean())
         return torch.stack(scores)
+
+    def observed_penalty(self) -> Tensor:
+        """Each actor's observed cost on this task in chunk-score units ([2]: offline, new):
+        w * T * C_k / (N_k + T) / cost return scale, the cost one episode (T steps) at actor k's
+        observed rate incurs, with a prior of one cost-free episode (`cost_evidence`)."""
+        t = float(self.cfg.horizon)
+        rate = self.observed_cost / (self.observed_steps + t)
+        scale_c = float(self.agent.return_scale[1].clamp_min(1e-3))
+        return (self.cfg.cost_evidence * t * rate / scale_c).float()
+
+    def observe_episode(self, episode: Episode) -> None:
+        """Count each actor's labelled cost steps and steps acted (action t earns cost row t + 1;
+        the labels, not the simulator's truth: on the arm the labels are all there is)."""
+        acted = np.asarray(episode.metadata.get("acted_by", []), dtype=int)
+        cost = np.asarray(episode.steps["cost"])[1:] > 0
+        if len(acted) != len(cost):  # an episode without per-step attribution
+            return
+        for k in (OFFLINE, ONLINE):
+            self.observed_cost[k] += float(np.sum(cost & (acted == k)))
+            self.observed_steps[k] += float(np.sum(acted == k))
 
     @torch.no_grad()
     def act(
@@ -157,7 +181,10 @@ class PolicyExpansion(FinetuneStrategy):
             info["q_tilde"] = q_tilde.cpu().numpy()
         else:
             if self._chunk_left <= 0:
-                probs = selection_probs(self.imagined_scores(feat), self.cfg.inv_temperature)
+                scores = self.imagined_scores(feat)
+                if self.cfg.cost_evidence > 0:
+                    scores = scores - self.observed_penalty()
+                probs = selection_probs(scores, self.cfg.inv_temperature)
                 self._chunk_choice = self._choose(probs, deterministic)
                 self._chunk_probs = probs.cpu().numpy()
                 self._chunk_left = self.cfg.chunk
@@ -179,7 +206,12 @@ class PolicyExpansion(FinetuneStrategy):
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
-        out = {**super().state_dict(), "frozen": self.frozen.state_dict()}
+        out = {
+            **super().state_dict(),
+            "frozen": self.frozen.state_dict(),
+            "observed_cost": self.observed_cost.clone(),
+            "observed_steps": self.observed_steps.clone(),
+        }
         if self.offline is not None:
             out["offline_model"] = self.offline.state_dict()
         return out
@@ -187,6 +219,9 @@ class PolicyExpansion(FinetuneStrategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.frozen.load_state_dict(state["frozen"])
+        # runs before cost_evidence counted nothing (and selected without it)
+        self.observed_cost = state.get("observed_cost", torch.zeros(2, dtype=torch.float64))
+        self.observed_steps = state.get("observed_steps", torch.zeros(2, dtype=torch.float64))
         if self.offline is not None:
             if "offline_model" not in state:
                 raise ValueError(

@@ -430,7 +430,7 @@ def _check_out(out: Path, run: str | Path, dataset: str | Path | None) -> None:
 
 # settings added after runs were made, at the values those runs used (a default that changed
 # later must not change an old run when it resumes or is evaluated)
-LEGACY_SETTINGS = {"representation_lr": 1.0, "offline_features": "learning"}
+LEGACY_SETTINGS = {"representation_lr": 1.0, "offline_features": "learning", "cost_evidence": 0.0}
 
 
 def run_settings(meta: dict[str, Any], path: Path) -> FinetuneConfig:

@@ -35,6 +35,8 @@ from policy.evaluate import EvalResult, Rates, evaluate, wilson
 from policy.strategy import FinetuneStrategy
 
 PHASES = ("before", "no-update", "during", "after")
+# FinetuneConfig settings that only pex reads: the merge compares them between pex runs alone
+PEX_ONLY = ("offline_features", "cost_evidence")
 # two-sided 95 % Student t quantiles by degrees of freedom (no scipy in the environment)
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
 _T95_LARGE = 1.96
@@ -440,7 +442,7 @@ def read_rows(folder: str | Path) -> list[Row]:
 def _run_settings(folder: Path, row: Row) -> dict:
     """What a finetune run was made from: its checkpoint, dataset and settings, seed left out.
     A setting added after the run was made counts at the value such runs used
-    (`finetune.LEGACY_SETTINGS`); pex's offline_features only counts for pex."""
+    (`finetune.LEGACY_SETTINGS`); the settings only pex reads count for pex alone."""
     from policy.finetune import run_settings
 
     path = finetune_dir(folder, row.strategy, row.seed, row.task) / "finetune.json"
@@ -449,7 +451,8 @@ def _run_settings(folder: Path, row: Row) -> dict:
         settings = dataclasses.asdict(run_settings(record, path))
         settings.pop("seed")
         if row.strategy != "pex":
-            settings.pop("offline_features")
+            for name in PEX_ONLY:
+                settings.pop(name)
         return {"source": str(record["source"]), "dataset": record["dataset"], **settings}
     except (OSError, ValueError, KeyError, AttributeError) as err:
         raise Table3Error(f"{path}: unreadable finetune record ({err})") from None

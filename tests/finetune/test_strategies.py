@@ -342,3 +342,51 @@ def test_offline_features_keep_the_frozen_actor_on_the_pretrained_world_model(
     assert (action == expected).all()
     on_learning = pex.frozen.dist(after["feat"]).mean.clamp(-1.0, 1.0)[0].numpy()
     assert not (on_learning == expected).all()  # the two models' features differ
+
+
+def test_cost_evidence_takes_each_actors_observed_cost_off_its_chunk_score(pretrained):
+    """FinetuneConfig.cost_evidence = w: a chunk score falls by w * T * C_k / (N_k + T) / S_c,
+    actor k's labelled cost steps C_k over its steps acted N_k (prior: one cost-free episode
+    of T steps), over the cost return scale S_c. By hand: T = 80; the offline actor acted
+    actions 0-39 and earned cost rows 31-34 (4 steps), the new actor acted 40-79 cost-free, and
+    the cost on row 0 belongs to no action; S_c = 2: 80 * 4 / (40 + 80) / 2 = 4 / 3."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    cost = np.zeros(81)
+    cost[[0, 31, 32, 33, 34]] = 1.0
+    episode = SimpleNamespace(steps={"cost": cost}, metadata={"acted_by": [0] * 40 + [1] * 40})
+    pex = make_strategy(
+        load_agent(pretrained), FinetuneConfig(strategy="pex", horizon=80, cost_evidence=1.0)
+    )
+    pex.agent.return_scale[1] = 2.0
+    pex.observe_episode(episode)
+    assert pex.observed_cost.tolist() == [4.0, 0.0]
+    assert pex.observed_steps.tolist() == [40.0, 40.0]
+    assert torch.allclose(pex.observed_penalty(), torch.tensor([4 / 3, 0.0]))
+
+    # equal imagined scores: the observed cost alone decides, eq. 21 at 1/alpha = 10
+    pex.imagined_scores = lambda feat: torch.zeros(2)
+    from robot.env import EnvConfig, SafeReachEnv
+
+    env = SafeReachEnv(EnvConfig(task="unseen-3"))
+    try:
+        obs = env.reset(seed=3)[0]
+    finally:
+        env.close()
+    _, _, info = pex.act(obs, None)
+    p_off = 1 / (1 + np.exp(10 * 4 / 3))
+    assert info["probs"][0] == pytest.approx(p_off, rel=1e-5)
+    # ... and it is checkpointed with the strategy
+    fresh = make_strategy(
+        load_agent(pretrained), FinetuneConfig(strategy="pex", horizon=80, cost_evidence=1.0)
+    )
+    fresh.load_state_dict(pex.state_dict())
+    assert fresh.observed_cost.tolist() == [4.0, 0.0]
+    assert fresh.observed_steps.tolist() == [40.0, 40.0]
+    # w = 0: the imagined scores alone, as before the setting existed
+    off = make_strategy(load_agent(pretrained), FinetuneConfig(strategy="pex", horizon=80))
+    off.observe_episode(episode)
+    off.imagined_scores = lambda feat: torch.zeros(2)
+    assert off.act(obs, None)[2]["probs"][0] == pytest.approx(0.5)
