@@ -41,6 +41,12 @@ from policy.world_model import WorldModel
 __all__ = ["OFFLINE", "ONLINE", "PolicyExpansion", "normalised_q", "selection_probs"]
 
 
+# share of the learning actor's observed cost record kept after each episode's updates
+# (cost_evidence): it is a different policy then; without it one bad early episode kept it out
+# for good (unseen-1: 29 cost steps in episode 2, P_off 1.00 from episode 3)
+EVIDENCE_KEPT = 0.5
+
+
 def return_upper_bound(per_step_max: float, gamma: float, horizon: int) -> float:
     """Q^* = sum_{t=0}^{T} gamma^t r_max (and C^* likewise with c_max), §4.3 under eq. 22."""
     return float(per_step_max * sum(gamma**t for t in range(horizon + 1)))
@@ -134,6 +140,14 @@ class PolicyExpansion(FinetuneStrategy):
         for k in (OFFLINE, ONLINE):
             self.observed_cost[k] += float(np.sum(cost & (acted == k)))
             self.observed_steps[k] += float(np.sum(acted == k))
+
+    def end_episode(self, episode: Episode) -> dict[str, float]:
+        """After the K updates the learning actor is a new policy: its observed cost counts half
+        (the frozen actor's record stays whole: it is the same policy). Logs both penalties."""
+        self.observed_cost[ONLINE] *= EVIDENCE_KEPT
+        self.observed_steps[ONLINE] *= EVIDENCE_KEPT
+        penalty = self.observed_penalty()
+        return {"pex/penalty_offline": float(penalty[0]), "pex/penalty_new": float(penalty[1])}
 
     @torch.no_grad()
     def act(

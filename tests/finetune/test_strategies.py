@@ -385,6 +385,11 @@ def test_cost_evidence_takes_each_actors_observed_cost_off_its_chunk_score(pretr
     fresh.load_state_dict(pex.state_dict())
     assert fresh.observed_cost.tolist() == [4.0, 0.0]
     assert fresh.observed_steps.tolist() == [40.0, 40.0]
+    # after the episode's updates the learning actor's record counts half, the frozen one's whole
+    logged = pex.end_episode(episode)
+    assert pex.observed_cost.tolist() == [4.0, 0.0]
+    assert pex.observed_steps.tolist() == [40.0, 20.0]
+    assert logged["pex/penalty_offline"] == pytest.approx(4 / 3)
     # w = 0: the imagined scores alone, as before the setting existed
     off = make_strategy(load_agent(pretrained), FinetuneConfig(strategy="pex", horizon=80))
     off.observe_episode(episode)
