@@ -315,8 +315,11 @@ class FinetuneConfig:
     # score. Actor k's labelled cost steps C_k over the steps it acted N_k (prior: T cost-free
     # steps, T = horizon, one episode) give the cost one episode at that rate incurs, T C_k /
     # (N_k + T), over the cost return scale, as the imagined cost term: the score falls by w
-    # times that. 0 = imagined scores alone (the imagination did not keep the offline actor off
-    # unseen-3's hazard: during CV 30 % vs direct's 12.5; docs/algorithm.md "observed cost")
+    # times that; the learning actor's record counts half after each episode's updates.
+    # 0 = imagined scores alone. Measured (paper protocol, unseen-1/3 seed 0, w = 1 vs 0):
+    # during CV 10.0 / 5.0 % vs 5.0 / 2.5, after 0 / 0 both: no better, 0 stays (a record that
+    # shuts one actor out hands whole episodes to the other: P_off 1.00, and it violated)
+    # (docs/algorithm.md "each actor's observed cost in the selection")
     cost_evidence: float = _opt(0.0, check="non_negative")
     # actor of the critics' imagined rollouts: offline | new
     imagine_with: str = _opt("offline", choices=("offline", "new"))
