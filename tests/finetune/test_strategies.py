@@ -354,6 +354,8 @@ def test_cost_evidence_takes_each_actors_observed_cost_off_its_chunk_score(pretr
 
     import numpy as np
 
+    from robot.env import EnvConfig, SafeReachEnv
+
     cost = np.zeros(81)
     cost[[0, 31, 32, 33, 34]] = 1.0
     episode = SimpleNamespace(steps={"cost": cost}, metadata={"acted_by": [0] * 40 + [1] * 40})
@@ -368,8 +370,6 @@ def test_cost_evidence_takes_each_actors_observed_cost_off_its_chunk_score(pretr
 
     # equal imagined scores: the observed cost alone decides, eq. 21 at 1/alpha = 10
     pex.imagined_scores = lambda feat: torch.zeros(2)
-    from robot.env import EnvConfig, SafeReachEnv
-
     env = SafeReachEnv(EnvConfig(task="unseen-3"))
     try:
         obs = env.reset(seed=3)[0]
