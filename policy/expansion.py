@@ -42,8 +42,9 @@ __all__ = ["OFFLINE", "ONLINE", "PolicyExpansion", "normalised_q", "selection_pr
 
 
 # share of the learning actor's observed cost record kept after each episode's updates
-# (cost_evidence): it is a different policy then; without it one bad early episode kept it out
-# for good (unseen-1: 29 cost steps in episode 2, P_off 1.00 from episode 3)
+# (cost_evidence): it is a different policy then; without it one bad early episode shut it out
+# (unseen-1: 29 cost steps in episode 2, P_off 1.00 in episode 3; a record of an actor that
+# no longer acts cannot shrink)
 EVIDENCE_KEPT = 0.5
 
 
