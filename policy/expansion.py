@@ -35,7 +35,7 @@ from policy.agent import FOSPAgent
 from policy.config import FinetuneConfig
 from policy.networks import Actor
 from policy.objectives import linear_weights  # noqa: F401  (eq. 23; kept importable here)
-from policy.strategy import OFFLINE, ONLINE, FinetuneStrategy
+from policy.strategy import OFFLINE, ONLINE, FinetuneStrategy, cost_by_actor
 from policy.world_model import WorldModel
 
 __all__ = ["OFFLINE", "ONLINE", "PolicyExpansion", "normalised_q", "selection_probs"]
@@ -135,12 +135,11 @@ class PolicyExpansion(FinetuneStrategy):
         """Count each actor's labelled cost steps and steps acted (action t earns cost row t + 1;
         the labels, not the simulator's truth: on the arm the labels are all there is)."""
         acted = np.asarray(episode.metadata.get("acted_by", []), dtype=int)
-        cost = np.asarray(episode.steps["cost"])[1:] > 0
-        if len(acted) != len(cost):  # an episode without per-step attribution
+        if len(acted) != len(episode.steps["cost"]) - 1:  # no per-step attribution
             return
-        for k in (OFFLINE, ONLINE):
-            self.observed_cost[k] += float(np.sum(cost & (acted == k)))
-            self.observed_steps[k] += float(np.sum(acted == k))
+        cost, steps = cost_by_actor(acted, episode.steps["cost"])
+        self.observed_cost += torch.tensor(cost, dtype=torch.float64)
+        self.observed_steps += torch.tensor(steps, dtype=torch.float64)
 
     def end_episode(self, episode: Episode) -> dict[str, float]:
         """After the K updates the learning actor is a new policy: its observed cost counts half

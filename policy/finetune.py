@@ -32,7 +32,7 @@ from policy import checkpoint as ckpt
 from policy.agent import FOSPAgent
 from policy.config import FinetuneConfig
 from policy.replay import Replay
-from policy.strategy import ONLINE, FinetuneStrategy, make_strategy
+from policy.strategy import ONLINE, FinetuneStrategy, cost_by_actor, make_strategy
 from policy.train import pick_device, seed_everything
 
 FINETUNE_JSON = "finetune.json"
@@ -198,14 +198,14 @@ def truth(episode: Episode) -> tuple[bool, bool]:
 
 
 def cost_steps_by_actor(episode: Episode) -> list[int]:
-    """Cost steps (ground truth when stored) while each actor acted: [offline, new]. Action t
-    (`acted_by[t]`, -1: no actor, a deadline miss on the arm) earns cost row t + 1. Episodes
-    without a per-step `acted_by` (older runs) count as the new actor's."""
-    c = np.asarray(episode.steps.get("oracle_cost", episode.steps["cost"]))[1:] > 0
+    """Cost steps (ground truth when stored) while each actor acted: [offline, new]
+    (`strategy.cost_by_actor`). Episodes without a per-step `acted_by` (older runs) count as the
+    new actor's."""
+    c = np.asarray(episode.steps.get("oracle_cost", episode.steps["cost"]))
     acted = np.asarray(episode.metadata.get("acted_by", []), dtype=int)
-    if len(acted) != len(c):
-        acted = np.full(len(c), ONLINE)
-    return [int(np.sum(c & (acted == 0))), int(np.sum(c & (acted == ONLINE)))]
+    if len(acted) != len(c) - 1:
+        acted = np.full(len(c) - 1, ONLINE)
+    return cost_by_actor(acted, c)[0]
 
 
 def online_files(out: Path) -> list[Path]:

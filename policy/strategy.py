@@ -39,6 +39,15 @@ from policy.networks import Actor
 
 OFFLINE, ONLINE = 0, 1  # who acted: the frozen offline actor, the learning actor
 
+
+def cost_by_actor(acted: np.ndarray, cost: np.ndarray) -> tuple[list[int], list[int]]:
+    """Cost steps and steps acted per actor ([offline, new] each): action t (`acted[t]`; -1 no
+    actor, a deadline miss on the arm) earns cost row t + 1 of `cost` (one row longer)."""
+    hit = np.asarray(cost)[1:] > 0
+    mine = [np.asarray(acted) == k for k in (OFFLINE, ONLINE)]
+    return [int(np.sum(hit & m)) for m in mine], [int(np.sum(m)) for m in mine]
+
+
 # name -> "module:class"; policy/config.py's STRATEGIES lists the same names (a test checks)
 REGISTRY = {
     "pex": "policy.expansion:PolicyExpansion",
