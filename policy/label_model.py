@@ -19,24 +19,27 @@ from policy.agent import FOSPAgent
 @torch.no_grad()
 def predicted_labels(agent: FOSPAgent, episode: Episode) -> dict[str, np.ndarray]:
     """Per row: the predicted reward and cost (row i from the latent of row i, which has seen
-    action i - 1 and observation i: the alignment of the stored labels). The posterior samples
-    are drawn from a fixed seed, so an episode always gets the same suggestions."""
-    device = torch.device(agent.device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(0)
-        return _predict(agent, episode)
-
-
-def _predict(agent: FOSPAgent, episode: Episode) -> dict[str, np.ndarray]:
-    wm, dev = agent.wm, agent.device
-    image = torch.as_tensor(episode.steps["image"], device=dev)[None]
-    pose = torch.as_tensor(episode.steps["pose"], device=dev, dtype=torch.float32)[None]
-    action = torch.as_tensor(episode.steps["action"], device=dev, dtype=torch.float32)[None]
-    first = torch.as_tensor(episode.steps["is_first"], device=dev)[None]
-    h, z, _, _ = wm.observe(wm.embed(image, pose), action, first)
-    feat = wm.feat(h, z)
+    action i - 1 and observation i: the alignment of the stored labels)."""
+    wm = agent.wm
+    feat = posterior_features(agent, episode)
     out = {"reward": wm.reward(feat), "cost": wm.cost(feat)}
     return {k: v[0].reshape(-1).float().cpu().numpy() for k, v in out.items()}
+
+
+@torch.no_grad()
+def posterior_features(agent: FOSPAgent, episode: Episode) -> torch.Tensor:
+    """The world model's posterior features of every row, (1, T, F). The posterior samples are
+    drawn from a fixed seed, so an episode always gets the same suggestions."""
+    wm, dev = agent.wm, agent.device
+    device = torch.device(dev)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        image = torch.as_tensor(episode.steps["image"], device=dev)[None]
+        pose = torch.as_tensor(episode.steps["pose"], device=dev, dtype=torch.float32)[None]
+        action = torch.as_tensor(episode.steps["action"], device=dev, dtype=torch.float32)[None]
+        first = torch.as_tensor(episode.steps["is_first"], device=dev)[None]
+        h, z, _, _ = wm.observe(wm.embed(image, pose), action, first)
+        return wm.feat(h, z)
 
 
 # the thresholds benchmarks/label_suggestions.py measured (docs/collecting.md)
