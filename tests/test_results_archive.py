@@ -37,8 +37,12 @@ def test_archived_units_of_one_pretraining_pool_into_one_table(pretraining, tmp_
     for (strategy, task, phase), s in pooled.items():
         if phase == "during":
             mine = [r for r in during if (r.strategy, r.task) == (strategy, task)]
-            assert s["episodes"] == sum(r.episodes for r in mine)
-            assert s["sr"] == pytest.approx(sum(r.successes for r in mine) / s["episodes"])
+            assert s["seeds"] == len(mine) and s["episodes"] * s["seeds"] == sum(
+                r.episodes for r in mine
+            )  # episodes per seed
+            total = sum(r.episodes for r in mine)
+            assert s["sr"] == pytest.approx(sum(r.successes for r in mine) / total)
+            assert s["cv"] == pytest.approx(sum(r.violations for r in mine) / total)
     with open(tmp_path / "table3.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == len(rows)
 
