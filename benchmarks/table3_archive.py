@@ -7,7 +7,8 @@ which is what `benchmarks/table3_merge.py` pools and what a learning curve is dr
 The paper's protocol takes longer than one working session on two cores; archived units from
 the same pretraining pool into one table with `table3_merge.py`, units from several
 pretrainings with `table3_merge.py --across-checkpoints`. Refused with a one-line error: a
-folder that is not a finished Table 3 output, or an `--into` that already holds files.
+folder that is not a finished Table 3 output, or an `--into` that is a file or already holds
+files; a refusal writes nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def archive(folder: str | Path, into: str | Path) -> list[Path]:
     `into`, at the same relative paths; returns the files written."""
     folder, into = Path(folder), Path(into)
     rows = read_rows(folder)  # refuses a folder without a readable table3.csv
+    if into.exists() and not into.is_dir():
+        raise Table3Error(f"--into {into} is a file, not a folder")
     if into.exists() and any(into.iterdir()):
         raise Table3Error(f"--into {into} already holds files: archive into an empty folder")
     wanted = [folder / name for name in TABLE_FILES if (folder / name).is_file()]

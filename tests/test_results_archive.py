@@ -5,7 +5,6 @@ and the archiver copies the records only, refusing what it cannot keep whole."""
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 
 import pytest
@@ -69,4 +68,7 @@ def test_archive_keeps_the_records_and_refuses_what_it_cannot_keep(tmp_path, cap
     (run / "finetune.json").unlink()
     with pytest.raises(Table3Error, match="no finetune.json"):
         archive(tmp_path / "copy", tmp_path / "new")
-    shutil.rmtree(tmp_path / "copy")
+    assert not (tmp_path / "new").exists()  # a refusal writes nothing
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(Table3Error, match="not a folder"):
+        archive(unit, tmp_path / "file")
