@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from policy.table3 import Table3Error, markdown, merge  # noqa: E402
+from policy.table3 import Table3Error, merge, report  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,11 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"table3_merge: error: --out {args.out} is a file, not a folder", file=sys.stderr)
         return 2
     try:
-        _, summary = merge(args.folders, args.out, args.across_checkpoints)
+        rows, summary = merge(args.folders, args.out, args.across_checkpoints)
     except Table3Error as err:
         print(f"table3_merge: error: {err}", file=sys.stderr)
         return 2
-    print(markdown(summary))
+    print(report(rows, summary, shared_before=not args.across_checkpoints))
     extra = ", seeds.csv" if args.across_checkpoints else ""
     print(f"written: {args.out}/table3.md, table3.csv, table3_summary.csv, table3.png{extra}")
     return 0

@@ -38,7 +38,7 @@ from fosp.config_flags import add_flags, values  # noqa: E402
 from fosp.errors import UserError  # noqa: E402
 from policy.config import FinetuneConfig, Table3Config  # noqa: E402
 from policy.replay import ReplayError  # noqa: E402
-from policy.table3 import markdown, run_table3  # noqa: E402
+from policy.table3 import report, run_table3  # noqa: E402
 from policy.table3_jobs import threads_per_job  # noqa: E402
 from policy.train import set_threads  # noqa: E402
 
@@ -65,13 +65,13 @@ def main() -> int:
     start = time.perf_counter()
     fcfg = FinetuneConfig(**values(args, FinetuneConfig))
     try:
-        _, summary = run_table3(args.checkpoint, args.dataset, args.out, protocol, fcfg)
+        rows, summary = run_table3(args.checkpoint, args.dataset, args.out, protocol, fcfg)
     except (UserError, ReplayError) as err:  # a bad checkpoint, dataset or unit: one line
         print(f"table3_sim: error: {err}", file=sys.stderr)
         return 2
     wall = time.perf_counter() - start
     print()
-    print(markdown(summary))
+    print(report(rows, summary))
     print(f"hardware: {hw}; total wall {wall:.0f} s")
     info = {"hardware": hw, "wall_s": wall, "args": vars(args), "summary": summary}
     (Path(args.out) / "bench.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -103,7 +103,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 print(cost_head_summary(last, small.agent.cost_event))
 
     from policy.config import FinetuneConfig, Table3Config
-    from policy.table3 import finetune_dir, markdown, plot_learning_curve, run_table3
+    from policy.table3 import finetune_dir, plot_learning_curve, report, run_table3
 
     task = cfg.task
     protocol = Table3Config(
@@ -120,7 +120,7 @@ def run_demo(args: argparse.Namespace) -> int:
     log = finetune_dir(out, FinetuneConfig.strategy, 0, task) / "finetune.jsonl"
     curve = plot_learning_curve(log, out / "finetune_curve.png", before, still)
     print(f"table: {out / 'table3.md'}, table3.csv, table3.png; learning curve: {curve}")
-    print(markdown(summary))
+    print(report(rows, summary))
     print(f"demo wall time: {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -29,6 +29,17 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def newcombe(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
+    """95 % interval of p1 - p2 for two independent binomial samples (x1 of n1, x2 of n2): the
+    hybrid score interval, Newcombe (1998), method 10, built from each sample's Wilson interval.
+    Unlike the Wald interval it stays inside [-1, 1] and is not zero-width at 0 % or 100 %."""
+    p1, p2 = x1 / n1, x2 / n2
+    (l1, u1), (l2, u2) = wilson(x1, n1), wilson(x2, n2)
+    lower = p1 - p2 - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    upper = p1 - p2 + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return lower, upper
+
+
 class Rates:
     """SR and CV of a record with `episodes`, `successes` and `violations` counts."""
 

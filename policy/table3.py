@@ -9,8 +9,10 @@ difference is what the updates did during finetuning, apart from exploration and
 
 `fosp eval table3 --checkpoint RUN --dataset DATA --tasks unseen-1,unseen-2,unseen-3 --tests 20
 --finetune-episodes 40 --seeds 3 [--strategies pex,direct] [any FinetuneConfig flag] --out DIR`
-(flags: `Table3Config` and `FinetuneConfig`) writes table3.md, table3.csv (one row per seed and
-phase), table3_summary.csv and table3.png.
+(flags: `Table3Config` and `FinetuneConfig`) writes table3.md (the per-phase table, then the
+differences that answer the protocol's questions: what finetuning gained, what the updates did,
+each strategy against `direct`), table3.csv (one row per seed and phase), table3_summary.csv and
+table3.png.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from data_collection.episode import Episode
 from fosp.errors import UserError
 from policy.agent import FOSPAgent
 from policy.config import EvalConfig, FinetuneConfig, Table3Config
-from policy.evaluate import EvalResult, Rates, evaluate, wilson
+from policy.evaluate import EvalResult, Rates, evaluate, newcombe, wilson
 from policy.strategy import FinetuneStrategy
 
 PHASES = ("before", "no-update", "during", "after")
@@ -115,6 +117,92 @@ def summarise(rows: list[Row], shared_before: bool = True) -> list[dict]:
                 }
             )
     return out
+
+
+def _pooled(rows: list[Row], shared_before: bool) -> tuple[int, int, int]:
+    """(episodes, successes, violations) summed over `rows`; "before" copies that every seed
+    shares (one evaluation, identical counts) count once."""
+    counts = [(r.episodes, r.successes, r.violations) for r in rows]
+    if shared_before and rows and rows[0].phase == "before" and len(set(counts)) == 1:
+        counts = counts[:1]
+    n, s, v = (sum(c[i] for c in counts) for i in range(3))
+    return n, s, v
+
+
+def differences(rows: list[Row], shared_before: bool = True) -> list[dict]:
+    """Differences of pooled rates with 95 % intervals (Newcombe's hybrid score interval on the
+    pooled episodes): per strategy, what finetuning gained (after - before) and what the updates
+    did during it (during - no-update); per phase, each strategy against `direct`; each per task
+    and, with several tasks, over all of them."""
+    tasks = sorted({r.task for r in rows})
+    scopes = [(t, [t]) for t in tasks] + ([("all", tasks)] if len(tasks) > 1 else [])
+
+    def pick(strategy: str, phase: str, within: list[str]) -> tuple[int, int, int]:
+        per_task = [
+            _pooled([r for r in rows if (r.strategy, r.phase, r.task) == (strategy, phase, t)],
+                    shared_before)
+            for t in within
+        ]  # fmt: skip
+        n, s, v = (sum(c[i] for c in per_task) for i in range(3))
+        return n, s, v
+
+    comparisons = []  # (label, strategy shown, (strategy, phase) minus (strategy, phase))
+    strategies = sorted({r.strategy for r in rows})
+    for strategy in strategies:
+        for a, b in (("after", "before"), ("during", "no-update")):
+            comparisons.append((f"{a} - {b}", strategy, (strategy, a), (strategy, b)))
+    if "direct" in strategies:
+        for other in (s for s in strategies if s != "direct"):
+            for phase in ("during", "after"):
+                comparisons.append(
+                    (f"{phase}: {other} - direct", other, (other, phase),
+                     ("direct", phase))
+                )  # fmt: skip
+    out = []
+    for label, shown, first, second in comparisons:
+        for scope, within in scopes:
+            n1, s1, v1 = pick(*first, within)
+            n2, s2, v2 = pick(*second, within)
+            if n1 == 0 or n2 == 0:
+                continue
+            out.append(
+                {
+                    "comparison": label, "strategy": shown, "task": scope, "n": (n1, n2),
+                    "sr": s1 / n1 - s2 / n2, "sr_ci": newcombe(s1, n1, s2, n2),
+                    "cv": v1 / n1 - v2 / n2, "cv_ci": newcombe(v1, n1, v2, n2),
+                }
+            )  # fmt: skip
+    return out
+
+
+def _points(value: float, ci: tuple[float, float]) -> str:
+    lo, hi = (round(100 * x) + 0 for x in ci)  # + 0: no "-0"
+    return f"{100 * value:+.1f} [{lo:+d}, {hi:+d}]"
+
+
+def differences_markdown(diffs: list[dict]) -> str:
+    """The differences as a table in percentage points; an interval that excludes 0 is a
+    difference the pooled episodes resolve."""
+    lines = [
+        "| comparison | strategy | task | SR points [95 %] | CV points [95 %] | episodes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for d in diffs:
+        lines.append(
+            f"| {d['comparison']} | {d['strategy']} | {d['task']} | {_points(d['sr'], d['sr_ci'])}"
+            f" | {_points(d['cv'], d['cv_ci'])} | {d['n'][0]} vs {d['n'][1]} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def report(rows: list[Row], summary: list[dict], shared_before: bool = True) -> str:
+    """table3.md: the per-phase table, then the differences that answer Table 3's questions."""
+    return (
+        markdown(summary)
+        + "\nDifferences of pooled rates, percentage points, 95 % Newcombe hybrid score "
+        'intervals (a shared "before" counts once):\n\n'
+        + differences_markdown(differences(rows, shared_before))
+    )
 
 
 def _pct(value: float, ci: tuple[float, float], digits: int = 1) -> str:
@@ -376,7 +464,9 @@ def run_table3(
     return rows, summary
 
 
-def write_outputs(rows: list[Row], summary: list[dict], out: Path) -> None:
+def write_outputs(
+    rows: list[Row], summary: list[dict], out: Path, shared_before: bool = True
+) -> None:
     with open(out / "table3.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["strategy", "task", "seed", "phase", "episodes", "successes", "violations",
@@ -396,7 +486,7 @@ def write_outputs(rows: list[Row], summary: list[dict], out: Path) -> None:
                         f"{s['cv']:.4f}", f"{s['cv_ci'][0]:.4f}", f"{s['cv_ci'][1]:.4f}",
                         f"{s['wall_s']:.1f}", *(f"{x:.4f}" for x in (*s["sr_pooled_ci"],
                         *s["cv_pooled_ci"]))])  # fmt: skip
-    (out / "table3.md").write_text(markdown(summary))
+    (out / "table3.md").write_text(report(rows, summary, shared_before))
     plot(summary, out / "table3.png")
 
 
@@ -517,7 +607,7 @@ def merge(
     out.mkdir(parents=True, exist_ok=True)
     rows.sort(key=lambda r: (r.strategy, r.task, r.seed, PHASES.index(r.phase)))
     summary = summarise(rows, shared_before=not across_checkpoints)
-    write_outputs(rows, summary, out)
+    write_outputs(rows, summary, out, shared_before=not across_checkpoints)
     if across_checkpoints:
         with open(out / "seeds.csv", "w", newline="") as f:
             w = csv.writer(f)

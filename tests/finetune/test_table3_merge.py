@@ -12,8 +12,17 @@ from pathlib import Path
 import pytest
 
 from policy.config import FinetuneConfig, Table3Config
-from policy.evaluate import wilson
-from policy.table3 import Row, Table3Error, finetune_dir, merge, read_rows, summarise, write_outputs
+from policy.evaluate import newcombe, wilson
+from policy.table3 import (
+    Row,
+    Table3Error,
+    differences,
+    finetune_dir,
+    merge,
+    read_rows,
+    summarise,
+    write_outputs,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,3 +167,63 @@ def test_merge_command_gives_one_line_errors(tmp_path):
     done = subprocess.run([*script, str(a), "--out", str(tmp_path / "o")], capture_output=True,
                           text=True)  # fmt: skip
     assert done.returncode == 0 and "| direct | unseen-3 | during |" in done.stdout
+
+
+def _unit(strategy: str, task: str, seed: int, *phases: tuple[int, int]) -> list[Row]:
+    """One (strategy, task, seed): (successes, violations) of before (20 episodes), no-update
+    (40), during (40) and after (20)."""
+    sizes = {"before": 20, "no-update": 40, "during": 40, "after": 20}
+    return [
+        Row(strategy, task, seed, phase, sizes[phase], *counts, 1.0)
+        for phase, counts in zip(sizes, phases, strict=True)
+    ]
+
+
+def _two_strategies() -> list[Row]:
+    rows = []
+    for strategy, during, after in (
+        ("direct", ((38, 2), (39, 1)), ((20, 0), (19, 1))),
+        ("pex", ((40, 1), (39, 0)), ((20, 0), (20, 0))),
+    ):
+        for seed in (0, 1):  # before and no-update are the offline policy's: shared
+            no_update = ((36, 8), (35, 6))[seed]
+            rows += _unit(strategy, "unseen-1", seed, (18, 4), no_update, during[seed], after[seed])
+        rows += _unit(strategy, "unseen-2", 0, (20, 2), (40, 4), (40, 2), (20, 1))
+    return rows
+
+
+def test_differences_pool_the_seeds_count_a_shared_before_once_and_compare_with_direct():
+
+    found = {(d["comparison"], d["strategy"], d["task"]): d for d in differences(_two_strategies())}
+    gain = found[("after - before", "direct", "unseen-1")]
+    # after: 39 of 40 over two seeds; before: 18 of 20 once, not 36 of 40
+    assert gain["n"] == (40, 20)
+    assert gain["sr"] == pytest.approx(39 / 40 - 18 / 20)
+    assert gain["sr_ci"] == pytest.approx(newcombe(39, 40, 18, 20))
+    assert gain["cv"] == pytest.approx(1 / 40 - 4 / 20)
+    assert gain["cv_ci"] == pytest.approx(newcombe(1, 40, 4, 20))
+    updates = found[("during - no-update", "pex", "unseen-1")]  # each seed its own no-update
+    assert updates["n"] == (80, 80) and updates["sr"] == pytest.approx((79 - 71) / 80)
+    versus = found[("during: pex - direct", "pex", "unseen-1")]
+    assert versus["sr_ci"] == pytest.approx(newcombe(79, 80, 77, 80))
+    assert versus["cv_ci"] == pytest.approx(newcombe(1, 80, 3, 80))
+    # over both tasks: each task's shared before once (20 + 20), the after rows summed
+    both = found[("after - before", "direct", "all")]
+    assert both["n"] == (60, 40) and both["sr"] == pytest.approx(59 / 60 - 38 / 40)
+    assert ("after: direct - direct", "direct", "unseen-1") not in found
+    # one evaluation per checkpoint (across checkpoints): every before row counts
+    apart = {(d["comparison"], d["strategy"], d["task"]): d
+             for d in differences(_two_strategies(), shared_before=False)}  # fmt: skip
+    assert apart[("after - before", "direct", "unseen-1")]["n"] == (40, 40)
+    alone = differences([r for r in _two_strategies() if r.strategy == "pex"])
+    assert alone and not any("direct" in d["comparison"] for d in alone)
+
+
+def test_table3_md_shows_the_differences(tmp_path):
+    rows = _two_strategies()
+    write_outputs(rows, summarise(rows), tmp_path)
+    table = (tmp_path / "table3.md").read_text()
+    assert "| direct | unseen-1 | after |" in table  # the per-phase table stays first
+    lo, hi = (round(100 * x) for x in newcombe(39, 40, 18, 20))
+    assert f"| after - before | direct | unseen-1 | +7.5 [{lo:+d}, {hi:+d}] |" in table
+    assert "| during: pex - direct | pex | all |" in table

@@ -14,7 +14,7 @@ from data_collection.dataset import Dataset
 from policy import checkpoint as ckpt
 from policy.agent import FOSPAgent
 from policy.config import resolve
-from policy.evaluate import evaluate, wilson
+from policy.evaluate import evaluate, newcombe, wilson
 from policy.replay import Replay, ReplayError
 from policy.train import load_agent, train
 
@@ -121,6 +121,21 @@ def test_act_eval_and_frozen_actor_copy(dataset_dir, tmp_path):
     again = evaluate(agent, "train", episodes=2)
     assert torch.equal(torch.get_rng_state(), before)
     assert (again.mean_return, again.mean_cost) == (result.mean_return, result.mean_cost)
+
+
+def test_newcombe_interval_matches_the_published_examples():
+    # Newcombe (1998), Stat. Med. 17: 873-890, Table II, method 10 (hybrid score), 4 decimals
+    published = {
+        (56, 70, 48, 80): (0.0524, 0.3339),
+        (9, 10, 3, 10): (0.1705, 0.8090),
+        (6, 7, 2, 7): (0.0582, 0.8062),
+        (5, 56, 0, 29): (-0.0381, 0.1926),
+        (0, 10, 0, 20): (-0.1611, 0.2775),
+    }
+    for counts, interval in published.items():
+        assert newcombe(*counts) == pytest.approx(interval, abs=1e-4), counts
+    # the order of the samples flips the interval's sign
+    assert newcombe(48, 80, 56, 70) == pytest.approx((-0.3339, -0.0524), abs=1e-4)
 
 
 def test_wilson_interval_hand_values():
