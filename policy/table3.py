@@ -133,18 +133,12 @@ def differences(rows: list[Row], shared_before: bool = True) -> list[dict]:
     """Differences of pooled rates with 95 % intervals (Newcombe's hybrid score interval on the
     pooled episodes): per strategy, what finetuning gained (after - before) and what the updates
     did during it (during - no-update); per phase, each strategy against `direct`; each per task
-    and, with several tasks, over all of them."""
+    and, over the tasks where both sides ran (two or more), together ("all" when every task)."""
     tasks = sorted({r.task for r in rows})
-    scopes = [(t, [t]) for t in tasks] + ([("all", tasks)] if len(tasks) > 1 else [])
 
-    def pick(strategy: str, phase: str, within: list[str]) -> tuple[int, int, int]:
-        per_task = [
-            _pooled([r for r in rows if (r.strategy, r.phase, r.task) == (strategy, phase, t)],
-                    shared_before)
-            for t in within
-        ]  # fmt: skip
-        n, s, v = (sum(c[i] for c in per_task) for i in range(3))
-        return n, s, v
+    def pick(strategy: str, phase: str, task: str) -> tuple[int, int, int]:
+        sel = [r for r in rows if (r.strategy, r.phase, r.task) == (strategy, phase, task)]
+        return _pooled(sel, shared_before)
 
     comparisons = []  # (label, strategy shown, (strategy, phase) minus (strategy, phase))
     strategies = sorted({r.strategy for r in rows})
@@ -160,11 +154,16 @@ def differences(rows: list[Row], shared_before: bool = True) -> list[dict]:
                 )  # fmt: skip
     out = []
     for label, shown, first, second in comparisons:
+        per_task = {t: (pick(*first, t), pick(*second, t)) for t in tasks}
+        both = [t for t, (a, b) in per_task.items() if a[0] and b[0]]
+        scopes = [(t, [t]) for t in both]
+        if len(both) > 1:  # the same tasks on both sides, never one side's extra task
+            scopes.append(("all" if both == tasks else ", ".join(both), both))
         for scope, within in scopes:
-            n1, s1, v1 = pick(*first, within)
-            n2, s2, v2 = pick(*second, within)
-            if n1 == 0 or n2 == 0:
-                continue
+            (n1, s1, v1), (n2, s2, v2) = (
+                tuple(sum(per_task[t][side][i] for t in within) for i in range(3))
+                for side in (0, 1)
+            )
             out.append(
                 {
                     "comparison": label, "strategy": shown, "task": scope, "n": (n1, n2),
@@ -663,10 +662,10 @@ def table3_cli(args, run: Path) -> int:
     protocol = Table3Config(**values(args, Table3Config), eval_seed=first_test)
     fcfg = FinetuneConfig(**values(args, FinetuneConfig))
     try:
-        _, summary = run_table3(run, args.dataset, args.out, protocol, fcfg)
+        rows, summary = run_table3(run, args.dataset, args.out, protocol, fcfg)
     except (CheckpointError, ReplayError, ValueError) as err:
         print(f"fosp eval table3: error: {err}", file=sys.stderr)
         return 2
-    print(markdown(summary))
+    print(report(rows, summary))
     print(f"written: {args.out}/table3.md, table3.csv, table3_summary.csv, table3.png")
     return 0

@@ -217,6 +217,13 @@ def test_differences_pool_the_seeds_count_a_shared_before_once_and_compare_with_
     assert apart[("after - before", "direct", "unseen-1")]["n"] == (40, 40)
     alone = differences([r for r in _two_strategies() if r.strategy == "pex"])
     assert alone and not any("direct" in d["comparison"] for d in alone)
+    # pex on unseen-1 only: its comparison with direct never pools direct's unseen-2 in
+    uneven = differences(
+        [r for r in _two_strategies() if (r.strategy, r.task) != ("pex", "unseen-2")]
+    )
+    scopes = {(d["comparison"], d["task"]) for d in uneven}
+    assert ("during: pex - direct", "unseen-1") in scopes and ("after - before", "all") in scopes
+    assert not any(c.startswith("during: pex") and t != "unseen-1" for c, t in scopes)
 
 
 def test_table3_md_shows_the_differences(tmp_path):
