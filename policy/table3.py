@@ -92,9 +92,7 @@ def summarise(rows: list[Row], shared_before: bool = True) -> list[dict]:
             if not sel:
                 continue
             one, seeds, wall = sel[0], len(sel), sum(r.wall_s for r in sel)
-            counts = {(r.episodes, r.successes, r.violations) for r in sel}
-            if phase == "before" and shared_before and len(counts) == 1:
-                sel = [one]
+            sel = _counted(sel, shared_before)
             srs, cvs = [r.sr for r in sel], [r.cv for r in sel]
             n = sum(r.episodes for r in sel)
             out.append(
@@ -119,14 +117,13 @@ def summarise(rows: list[Row], shared_before: bool = True) -> list[dict]:
     return out
 
 
-def _pooled(rows: list[Row], shared_before: bool) -> tuple[int, int, int]:
-    """(episodes, successes, violations) summed over `rows`; "before" copies that every seed
-    shares (one evaluation, identical counts) count once."""
-    counts = [(r.episodes, r.successes, r.violations) for r in rows]
-    if shared_before and rows and rows[0].phase == "before" and len(set(counts)) == 1:
-        counts = counts[:1]
-    n, s, v = (sum(c[i] for c in counts) for i in range(3))
-    return n, s, v
+def _counted(rows: list[Row], shared_before: bool) -> list[Row]:
+    """The rows of one (strategy, task, phase) whose episodes count: "before" copies that every
+    seed shares (one evaluation, identical counts) count once."""
+    counts = {(r.episodes, r.successes, r.violations) for r in rows}
+    if shared_before and rows and rows[0].phase == "before" and len(counts) == 1:
+        return rows[:1]
+    return rows
 
 
 def differences(rows: list[Row], shared_before: bool = True) -> list[dict]:
@@ -136,34 +133,38 @@ def differences(rows: list[Row], shared_before: bool = True) -> list[dict]:
     and, over the tasks where both sides ran (two or more), together ("all" when every task)."""
     tasks = sorted({r.task for r in rows})
 
-    def pick(strategy: str, phase: str, task: str) -> tuple[int, int, int]:
-        sel = [r for r in rows if (r.strategy, r.phase, r.task) == (strategy, phase, task)]
-        return _pooled(sel, shared_before)
+    def counted(strategy: str, phase: str, within: list[str]) -> list[Row]:
+        return [
+            r
+            for t in within
+            for r in _counted(
+                [r for r in rows if (r.strategy, r.phase, r.task) == (strategy, phase, t)],
+                shared_before,
+            )
+        ]
 
     comparisons = []  # (label, strategy shown, (strategy, phase) minus (strategy, phase))
     strategies = sorted({r.strategy for r in rows})
     for strategy in strategies:
         for a, b in (("after", "before"), ("during", "no-update")):
             comparisons.append((f"{a} - {b}", strategy, (strategy, a), (strategy, b)))
-    if "direct" in strategies:
-        for other in (s for s in strategies if s != "direct"):
-            for phase in ("during", "after"):
-                comparisons.append(
-                    (f"{phase}: {other} - direct", other, (other, phase),
-                     ("direct", phase))
-                )  # fmt: skip
+    for other in (s for s in strategies if s != "direct" and "direct" in strategies):
+        for phase in ("during", "after"):
+            comparisons.append(
+                (f"{phase}: {other} - direct", other, (other, phase), ("direct", phase))
+            )
     out = []
     for label, shown, first, second in comparisons:
-        per_task = {t: (pick(*first, t), pick(*second, t)) for t in tasks}
-        both = [t for t, (a, b) in per_task.items() if a[0] and b[0]]
+        both = [t for t in tasks if counted(*first, [t]) and counted(*second, [t])]
         scopes = [(t, [t]) for t in both]
         if len(both) > 1:  # the same tasks on both sides, never one side's extra task
             scopes.append(("all" if both == tasks else ", ".join(both), both))
         for scope, within in scopes:
             (n1, s1, v1), (n2, s2, v2) = (
-                tuple(sum(per_task[t][side][i] for t in within) for i in range(3))
-                for side in (0, 1)
-            )
+                (sum(r.episodes for r in sel), sum(r.successes for r in sel),
+                 sum(r.violations for r in sel))
+                for sel in (counted(*first, within), counted(*second, within))
+            )  # fmt: skip
             out.append(
                 {
                     "comparison": label, "strategy": shown, "task": scope, "n": (n1, n2),
