@@ -13,7 +13,8 @@ run unchanged in-process, on the simulated robot over ROS and on the real arm. E
 info: "cost", "touched_target", "touched_obstacles", "disturbed_obstacles" from the simulator's
 `labels` (OR over the messages of the step; on the real arm there are none and
 info["labels_source"] == "none": labels come from the operator), "success", "violation",
-"events" (estop, watchdog hold, reflex, recovery during the step), "estopped" and
+"events" (estop, watchdog hold, reflex, recovery: each reported once, by the first step or reset
+after its message arrived, however late it arrived), "estopped" and
 "interrupted": "" or why the arm stopped obeying the commands ("estop": the e-stop service or the
 external stop; "hold": a hold someone else asked for; "reflex": a reflex or error). The env's
 own holds (stale data, a policy's missed deadline) do not interrupt.
@@ -93,6 +94,10 @@ class RosSafeReachEnv(gym.Env):
         self._pose: PoseStamped | None = None
         self._labels: deque[dict] = deque(maxlen=200)
         self._events: deque[dict] = deque(maxlen=200)
+        # a stop is reported by arrival, not by stamp: a message delayed past the end of the step
+        # it was stamped in (a loaded machine, a slow network) still interrupts the next step
+        self._events_received = 0  # events ever received (the deque keeps the newest)
+        self._events_reported = 0  # of those, how many a step or reset has returned
         self._forces: deque[tuple[float, float]] = deque(maxlen=2000)  # (stamp, |F| N), franka
         self._status: dict = {}
         self._steps = 0
@@ -108,16 +113,17 @@ class RosSafeReachEnv(gym.Env):
             "_pose": deque(maxlen=256),
         }
         self._tick: float | None = None  # time.monotonic() of the current control tick
-        self._watch_from = 0.0  # ROS time from which the next step looks for stops
+        self._episode_start = 0.0  # ROS time of the last reset: older events are not this episode's
         n = lambda item: rc.name(self.ns, item)  # noqa: E731
         image_sub = rospy.Subscriber(n(rc.IMAGE), Image, self._set("_image"), queue_size=2)
         pose_sub = rospy.Subscriber(n(rc.POSE), PoseStamped, self._set("_pose"), queue_size=5)
+        events_sub = rospy.Subscriber(n(rc.EVENTS), String, self._on_event, queue_size=50)
         self._subs = [
             image_sub,
             pose_sub,
             rospy.Subscriber(n(rc.IMAGE_FULL), Image, self._set("_full"), queue_size=1),
             rospy.Subscriber(n(rc.LABELS), String, self._on_labels, queue_size=50),
-            rospy.Subscriber(n(rc.EVENTS), String, self._on_event, queue_size=50),
+            events_sub,
             rospy.Subscriber(n(rc.STATUS), String, self._on_status, queue_size=2),
             rospy.Subscriber(n(rc.WRENCH), WrenchStamped, self._on_wrench, queue_size=100),
         ]
@@ -139,6 +145,7 @@ class RosSafeReachEnv(gym.Env):
         for sub, node in (
             (image_sub, "camera_node (or the sim's arm_node)"),
             (pose_sub, "arm_node"),
+            (events_sub, "arm_node"),  # not latched: an event sent before we listen is lost
         ):
             while sub.get_num_connections() == 0:
                 if time.monotonic() > deadline:
@@ -176,6 +183,7 @@ class RosSafeReachEnv(gym.Env):
     def _on_event(self, msg: String) -> None:
         with self._lock:
             self._events.append(json.loads(msg.data))
+            self._events_received += 1
 
     def _on_status(self, msg: String) -> None:
         with self._lock:
@@ -204,8 +212,8 @@ class RosSafeReachEnv(gym.Env):
         self._steps = 0
         self.outcome.reset()
         self._tick = None
-        self._watch_from = t0  # stops are looked for from here: between steps too
-        info = self._info(t0, labels=[], events=self._events_since(t0))
+        self._episode_start = t0
+        info = self._info(t0, labels=[], events=self._new_events())
         info["robot_settings"] = self.status.get("robot_settings")  # for the episode metadata
         return obs, info
 
@@ -228,8 +236,7 @@ class RosSafeReachEnv(gym.Env):
         self.latency.append(self._first_fresh_arrival(t0) - start)
         labels = self._wait_labels(t0, deadline=time.monotonic() + self.period)
         self._steps += 1
-        info = self._info(t0, labels, self._events_since(t0), self._watch_from)
-        self._watch_from = t0
+        info = self._info(t0, labels, self._new_events())
         reward = float(info["reward"])
         self.outcome.update(reward, info["cost"])
         info["success"], info["violation"] = self.outcome.success, self.outcome.violation
@@ -355,9 +362,13 @@ class RosSafeReachEnv(gym.Env):
         with self._lock:
             return [lab for lab in self._labels if lab["stamp"] > t0]
 
-    def _events_since(self, t0: float) -> list[dict]:
+    def _new_events(self) -> list[dict]:
+        """This episode's events received since the previous call: none lost, none twice."""
         with self._lock:
-            return [ev for ev in self._events if ev["stamp"] > t0]
+            fresh = min(self._events_received - self._events_reported, len(self._events))
+            self._events_reported = self._events_received
+            events = list(self._events)[len(self._events) - fresh :]
+        return [ev for ev in events if ev["stamp"] > self._episode_start]
 
     def interruption(self, events: list[dict]) -> tuple[str, float]:
         """("estop" | "hold" | "reflex", stamp) of the first stop among `events` or latched
@@ -372,11 +383,8 @@ class RosSafeReachEnv(gym.Env):
             return "estop", float(status.get("stamp", 0.0))
         return "", 0.0
 
-    def _info(
-        self, t0: float, labels: list[dict], events: list[dict], watch_from: float | None = None
-    ) -> dict[str, Any]:
-        """`events` of this step; stops are looked for since `watch_from` (the previous step's
-        start: a stop between two steps counts too)."""
+    def _info(self, t0: float, labels: list[dict], events: list[dict]) -> dict[str, Any]:
+        """`events`: those that arrived since the previous step (a stop between steps counts)."""
         source = "sim" if labels else "none"
         n = len(labels[0]["touched_obstacles"]) if labels else 0
 
@@ -386,8 +394,7 @@ class RosSafeReachEnv(gym.Env):
             return np.any([np.asarray(lab[key], bool) for lab in labels], axis=0)
 
         status = self.status
-        stops = events if watch_from is None else self._events_since(watch_from)
-        interrupted, stop_stamp = self.interruption(stops)
+        interrupted, stop_stamp = self.interruption(events)
         return {
             "interrupted": interrupted,
             "stop_stamp": stop_stamp,

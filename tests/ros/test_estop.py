@@ -172,6 +172,38 @@ def test_wrong_and_malformed_messages_are_logged_and_counted(stop_arm, ros, wait
         ros.stop(bad)
 
 
+def test_env_reports_a_stop_whose_message_arrives_late_once(stop_arm, wait):
+    """A stop is reported by the first step after its message *arrives*: an event stamped
+    during an earlier step but delivered late (a loaded machine, a slow network) still
+    interrupts, and only once. Reading stops by stamp window missed such holds under load."""
+    from robot.ros_env import RosSafeReachEnv
+
+    late = rospy.Publisher(rc.name(NS, rc.EVENTS), String, queue_size=10)
+    env = RosSafeReachEnv(NS, stale_grace=1.0)
+    try:
+        wait(lambda: late.get_num_connections() > 0, 10, "the env subscribed to the events")
+        env.reset(options={"layout_seed": 5})
+        stamped = rospy.Time.now().to_sec()  # during the first step, sent only after the second
+        infos = [env.step(np.zeros(6, np.float32))[4] for _ in range(2)]
+        assert [i["interrupted"] for i in infos] == ["", ""]
+        event = {"stamp": stamped, "event": "hold", "detail": "late", "by": "/someone_else"}
+        late.publish(rc.json_msg(event))
+        wait(lambda: env._events_received > env._events_reported, 5, "the late event delivered")
+        infos = [env.step(np.zeros(6, np.float32))[4] for _ in range(2)]
+        assert infos[0]["interrupted"] == "hold" and infos[0]["stop_stamp"] == stamped, infos[0]
+        assert [ev["detail"] for ev in infos[0]["events"]] == ["late"]
+        assert infos[1]["interrupted"] == "" and infos[1]["events"] == []
+        # an event of the previous episode that arrives after the reset is not this episode's
+        late.publish(rc.json_msg({**event, "detail": "previous episode"}))
+        wait(lambda: env._events_received > env._events_reported, 5, "the old event delivered")
+        _, info = env.reset(options={"layout_seed": 6})
+        assert info["interrupted"] == ""
+        assert "previous episode" not in [ev["detail"] for ev in info["events"]], info["events"]
+    finally:
+        late.unregister()
+        env.close()
+
+
 def test_env_reports_a_hold_by_someone_else_but_not_its_own(stop_arm, ros, wait):
     """RosSafeReachEnv marks a step `interrupted` on an e-stop or a hold another node asked
     for; its own holds (stale data, a missed deadline) do not interrupt the episode."""

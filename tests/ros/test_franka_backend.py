@@ -61,6 +61,9 @@ def franka(ros, franka_msgs_path, wait, tmp_path_factory):
         env={"PYTHONPATH": str(franka_msgs_path)},
     )
     wait(lambda: _has_service(f"{NS}/reset"), 60, "franka arm_node services", node, ros)
+    # events are not latched: one sent before our connection is up is lost (it was, when a
+    # module's first test pressed the user stop at once)
+    wait(lambda: subs[0].get_num_connections() > 0, 10, "subscribed to arm_node's events")
     stand_in.frames = frames
     yield stand_in, events, node
     ros.stop(node)

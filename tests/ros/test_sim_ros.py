@@ -147,7 +147,7 @@ def test_watchdog_holds_when_commands_stop_and_estop_latches(sim_env, wait):
     env.reset(options={"layout_seed": 7})
     events: list[dict] = []
     sub = rospy.Subscriber("/fosp/events", String, lambda m: events.append(json.loads(m.data)))
-    time.sleep(0.3)  # subscription up
+    wait(lambda: sub.get_num_connections() > 0, 10, "subscribed to arm_node's events")
     for _ in range(5):
         before_last = rospy.Time.now().to_sec()  # the last command is sent after this
         env.step(np.array([1, 0, 0, 0, 0, 0], np.float32))
@@ -281,6 +281,7 @@ def test_stale_observation_raises_and_holds(ros):
     sub = rospy.Subscriber(f"{ns}/action", Float32MultiArray, lambda _m: None)
     pose_pub = rospy.Publisher(f"{ns}/pose", PoseStamped, queue_size=1)
     image_pub = rospy.Publisher(f"{ns}/image", Image, queue_size=1, latch=True)
+    events_pub = rospy.Publisher(f"{ns}/events", String, queue_size=1)  # arm_node's, silent here
     image_pub.publish(rc.image_to_msg(np.zeros((64, 64, 3), np.uint8), rospy.Time.now()))
     timer = rospy.Timer(
         rospy.Duration(0.02),
@@ -298,6 +299,7 @@ def test_stale_observation_raises_and_holds(ros):
     assert elapsed < 2 * env.period + 0.2  # an error, not a hang
     timer.shutdown()
     env.close()
+    events_pub.unregister()
     for s in services:
         s.shutdown()
     sub.unregister()
