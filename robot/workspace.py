@@ -30,9 +30,10 @@ class Workspace:
     14 mm and 0.1 rad from joint friction against the impedance spring, 21 mm when pressed
     sideways against the fixed target, and 30.3 mm with the hand held on the far side of a target
     at the area's edge (the spring pulls it towards a command inside the target; its body is ~4 cm
-    deep). The margin is 4 cm, the command box the task area either way; a variant whose fixed
-    target reaches closer to the area's edge than the shipped ones (x <= 0.59 + 2.5 cm) can hold
-    the hand further out (tests/test_sim_world.py drives arbitrary actions into the corners)."""
+    deep). The margin is 4 cm, the command box the task area either way. A target nearer the
+    area's edge would hold the hand further out, so a task file whose target ends less than 5 mm
+    inside the edge is refused (robot/task_spec.py, TARGET_EDGE_CLEARANCE; the shipped ones end
+    6 mm inside; tests/test_sim_world.py drives arbitrary actions into the corners)."""
 
     area_center: tuple[float, float] = (0.5, 0.0)
     area_size: float = 0.25  # the paper's 25 cm x 25 cm task area

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from robot.task_spec import TaskSpecError, available_tasks, load_task
+from robot.task_spec import (
+    TARGET_EDGE_CLEARANCE,
+    ObjectSpec,
+    TaskSpecError,
+    available_tasks,
+    footprint_reach,
+    load_task,
+)
 from robot.workspace import Workspace
 
 
@@ -51,6 +58,11 @@ def test_new_variant_needs_only_a_file(tmp_path):
         (('shape = "box"', 'shape = "sphere"'), "obstacles.shape"),
         (("mass = 0.25", "mass = -1"), "obstacles.mass"),
         (("size = [0.025, 0.03]", "size = [0.025]"), "target.size"),
+        # the target's far side at the area's edge: a hand held beyond it could leave the
+        # measured-TCP box (robot/workspace.py)
+        (("[0.585, 0.075]]", "[0.595, 0.075]]"), r"target.placements\[2\] = \[0.595, 0.075\]"),
+        (("[0.46, -0.07]", "[0.36, -0.07]"), r"obstacles.placements\[0\].*too far"),
+        (("yaw_jitter_deg = 10.0", "yaw_jitter_deg = 120"), "layout.position_jitter"),
     ],
 )
 def test_bad_task_file_names_the_field(tmp_path, edit, field):
@@ -58,10 +70,49 @@ def test_bad_task_file_names_the_field(tmp_path, edit, field):
     assert edit[0] in text
     bad = tmp_path / "bad.toml"
     bad.write_text(text.replace(*edit))
-    with pytest.raises(TaskSpecError, match=field.replace(".", r"\.")):
+    with pytest.raises(TaskSpecError, match=field if "\\" in field else field.replace(".", r"\.")):
         load_task(bad)
 
 
 def test_unknown_task_lists_the_known_ones():
     with pytest.raises(TaskSpecError, match="unseen-1"):
         load_task("nope")
+
+
+def test_footprint_reach_by_hand():
+    """A 4 x 5 cm box turned up to 10 deg reaches hx cos 10 + hy sin 10 along x, hy cos 10 + hx
+    sin 10 along y; at any yaw, its half diagonal; a cylinder its radius."""
+    box = ObjectSpec("box", (0.02, 0.025, 0.045), (0, 0, 0, 1), ((0.5, 0.0),), 0.25)
+    np.testing.assert_allclose(
+        footprint_reach(box, np.deg2rad(10)), [0.024037, 0.028093], atol=1e-6
+    )
+    np.testing.assert_allclose(footprint_reach(box, np.pi / 2), [0.032016, 0.032016], atol=1e-6)
+    np.testing.assert_allclose(footprint_reach(box, 0.0), [0.02, 0.025])
+    cyl = ObjectSpec("cylinder", (0.025, 0.03), (0, 0, 0, 1), ((0.5, 0.0),))
+    np.testing.assert_allclose(footprint_reach(cyl, 1.0), [0.025, 0.025])
+
+
+def test_every_sampled_footprint_obeys_the_task_file_check():
+    """The corners of every sampled target (with its drawn yaw) end TARGET_EDGE_CLEARANCE inside
+    the area, every obstacle inside it: the load-time check bounds what layouts really place."""
+    ws = Workspace()
+    for name in available_tasks():
+        task = load_task(name)
+        for seed in range(200):
+            lay = task.sample_layout(seed)
+            items = [(task.target, lay.target_xy, lay.target_yaw, TARGET_EDGE_CLEARANCE)]
+            items += [
+                (task.obstacles, xy, yaw, 0.0)
+                for xy, yaw in zip(lay.obstacle_xy, lay.obstacle_yaw, strict=True)
+            ]
+            for item, xy, yaw, clearance in items:
+                if item.shape == "box":
+                    c, s = np.cos(yaw), np.sin(yaw)
+                    hx, hy = item.size[:2]
+                    corners = [(sx * hx, sy * hy) for sx in (-1, 1) for sy in (-1, 1)]
+                    pts = [xy + [c * x - s * y, s * x + c * y] for x, y in corners]
+                else:
+                    r = item.size[0]
+                    pts = [xy + d for d in ([r, 0], [-r, 0], [0, r], [0, -r])]
+                far = np.max(np.abs(np.asarray(pts) - ws.area_center))
+                assert far <= ws.area_size / 2 - clearance + 1e-9, (name, seed, far)
