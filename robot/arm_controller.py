@@ -20,7 +20,9 @@ The operator's stops act in the calling (service) thread and never wait for it:
 - the watchdog holds the measured pose when commands stop; while the arm is held or e-stopped a
   simulated world keeps running at the control rate (the real one does not stop either);
 - reflex / user stop / error from the backend -> hold (user stop: the e-stop latch), an event
-  (the episode is marked), an error log for the operator, recovery after a reflex or error.
+  (the episode is marked), an error log for the operator, recovery after a reflex or error;
+- the measured TCP outside the hard box (Workspace.beyond_hard_box: commands never lead there,
+  so the arm was pushed, collided or reports a wrong pose) latches the e-stop, event "hard_box".
 """
 
 from __future__ import annotations
@@ -278,11 +280,12 @@ class ArmController:
             self.loop_once()
 
     def loop_once(self) -> None:
-        """One pass: a waiting reset, the newest action, the watchdog, backend events and the
-        periodic status. Errors are logged and the loop goes on (a dead loop in a live node
-        would look like a working arm)."""
+        """One pass: a waiting reset, the hard box, the newest action, the watchdog, backend
+        events and the periodic status. Errors are logged and the loop goes on (a dead loop in
+        a live node would look like a working arm)."""
         self._serve_reset_request()
         try:
+            self._hard_box()  # first: no action goes out from a pose outside the box
             data = self._take_action()
             if data is not None:
                 self._handle_action(data)
@@ -386,6 +389,26 @@ class ArmController:
         self._simulate(pending)
         if decision is not None:
             self._event("watchdog_hold", decision.reason)
+
+    def _hard_box(self) -> None:
+        """Latch the e-stop when the measured TCP is outside the hard box (once: while latched
+        the operator has been told; after the release the hold has pulled it back in)."""
+        with self.lock:
+            measured = self.backend.measured_pose()
+            if measured is None or self.filter.estopped:
+                return
+            why = self.filter.limits.workspace.beyond_hard_box(measured)
+            if not why:
+                return
+            self._stopped(self.filter.estop(measured).pose)
+        release = self.config.release_service
+        self._event("hard_box", f"{why}: e-stop latched")
+        self._log(
+            "error",
+            f"arm_node: {why}: E-STOP latched. Check the arm, the scene and the pose estimate, "
+            f"then release it: rosservice call {release}",
+        )
+        self.publish_status()
 
     def _backend_events(self) -> None:
         for event in self.backend.poll_events():

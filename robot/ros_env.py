@@ -54,6 +54,7 @@ INTERRUPTING = {
     "estop": "estop",
     "user_stopped": "estop",
     "recovery_failed": "estop",
+    "hard_box": "estop",  # the measured TCP left the hard box: the arm_node latched
     "hold": "hold",
     "reflex": "reflex",
     "error": "reflex",

@@ -61,6 +61,21 @@ class Workspace:
     def home_pose(self) -> np.ndarray:
         return np.concatenate([self.home_position, np.zeros(3)])
 
+    def beyond_hard_box(self, measured: np.ndarray) -> str:
+        """ "" while the *measured* TCP is inside the hard box (safe_low..safe_high, tilt up to
+        max_tilt), else what is out and by how much: the commands never lead there, so the arm
+        was pushed, collided or its pose is wrong (arm_controller latches the e-stop)."""
+        pose = np.asarray(measured, dtype=np.float64)
+        over = np.maximum(np.asarray(self.safe_low) - pose[:3], pose[:3] - self.safe_high)
+        out = [f"{'xyz'[i]} {1000 * over[i]:.1f} mm" for i in range(3) if over[i] > 0]
+        tilt = float(np.linalg.norm(pose[3:]))
+        if tilt > self.max_tilt:
+            out.append(f"tilt {tilt - self.max_tilt:.3f} rad")
+        if not out:
+            return ""
+        where = np.round(pose[:3], 3).tolist()
+        return f"measured TCP at {where} is outside the hard box by {', '.join(out)}"
+
 
 @dataclass(frozen=True)
 class StepLimits:

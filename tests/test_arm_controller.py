@@ -586,3 +586,42 @@ def test_request_reset_runs_in_the_loop_thread():
     assert answer.success, answer.message
     assert seed_taken_in == [loop] and not loop.is_alive()
     assert np.linalg.norm(rig.arm.pose[:3] - HOME[:3]) < 0.005
+
+
+def test_the_measured_tcp_beyond_the_hard_box_latches_the_estop_once(rig):
+    """Commands never lead outside the hard box (task area + 4 cm, tilt up to max_tilt): a
+    measured TCP out there was pushed or collided, so the arm holds, the e-stop latches and the
+    operator is told; within the margin (a compliant arm's tracking error) nothing happens."""
+    ws = LIMITS.workspace
+    inside_margin = np.array([ws.safe_high[0] - 0.001, 0.0, 0.08, 0.0, 0.0, 0.0])
+    rig.arm.pose = inside_margin  # 3.9 cm beyond the command box: tracking error, allowed
+    rig.ctrl.loop_once()
+    assert not rig.filter.estopped and "hard_box" not in rig.out.kinds()
+    rig.arm.pose = inside_margin + [0.011, 0, 0, 0, 0, 0]  # 10 mm beyond the hard box
+    rig.ctrl.on_action([1, 0, 0, 0, 0, 0])  # waiting: dropped by the stop
+    rig.ctrl.loop_once()
+    assert rig.filter.estopped and rig.out.kinds().count("hard_box") == 1
+    assert rig.ctrl._take_action() is None  # the waiting action was dropped, never sent
+    event = rig.out.events[rig.out.kinds().index("hard_box")]
+    assert "x 10.0 mm" in event["detail"] and "e-stop latched" in event["detail"], event
+    assert rig.arm.holds[-1]["under_lock"] and rig.arm.holds[-1]["latched"]
+    assert rig.out.logged("rosservice call /test/release_estop") == 1
+    assert rig.out.statuses[-1]["estopped"]
+    rig.ctrl.loop_once()  # still outside, already latched: told once
+    assert rig.out.kinds().count("hard_box") == 1
+    rig.arm.pose = inside_margin  # the hold pulled it back; the operator releases
+    assert rig.ctrl.release("operator").success
+    rig.ctrl.loop_once()
+    assert not rig.filter.estopped and rig.out.kinds().count("hard_box") == 1
+    rig.arm.pose = np.array([0.5, 0.0, 0.08, 0.0, ws.max_tilt + 0.05, 0.0])  # tipped over
+    rig.ctrl.loop_once()
+    assert rig.filter.estopped and rig.out.kinds().count("hard_box") == 2
+    assert "tilt 0.050 rad" in rig.out.events[-1]["detail"]
+
+
+def test_beyond_hard_box_by_hand():
+    ws = LIMITS.workspace  # hard box x 0.335-0.665, y -0.165-0.165, z -0.005-0.175, tilt 0.35
+    assert ws.beyond_hard_box(np.array([0.665, -0.165, 0.175, 0.2, 0.0, 0.0])) == ""
+    text = ws.beyond_hard_box(np.array([0.30, 0.0, 0.20, 0.3, 0.3, 0.0]))
+    assert "x 35.0 mm" in text and "z 25.0 mm" in text and "y" not in text.split("by")[1]
+    assert "tilt 0.074 rad" in text  # |(0.3, 0.3, 0)| = 0.4243 - 0.35

@@ -457,6 +457,43 @@ def test_estop_interrupts_a_walk_home_of_an_arm_that_does_not_follow(franka, wai
         rospy.ServiceProxy(f"{NS}/release_estop", Trigger)()
 
 
+def test_an_arm_pushed_beyond_the_hard_box_latches_the_estop_and_interrupts(franka, wait):
+    """The arm is shoved 2 cm past the hard box during an episode: arm_node latches the e-stop
+    (event "hard_box"), the env's next step is interrupted as an e-stop, reset is refused, and
+    after the hold pulled the arm back in only the operator's release lets it reset."""
+    from robot.errors import ArmStopped
+    from robot.ros_env import RosSafeReachEnv
+
+    stand_in, events, node = franka
+    env = RosSafeReachEnv(NS, stale_grace=1.0)
+    release = rospy.ServiceProxy(f"{NS}/release_estop", Trigger)
+    try:
+        env.reset(options={"layout_seed": 2})
+        env.step(np.zeros(6, np.float32))
+        shoved = stand_in.pose.copy()
+        shoved[0] = LIMITS.workspace.safe_high[0] + 0.02
+        with stand_in.lock:
+            stand_in.pose, stand_in.follow = shoved, False
+        infos = [env.step(np.zeros(6, np.float32))[4] for _ in range(3)]
+        assert any(i["interrupted"] == "estop" for i in infos), infos
+        hard = wait(lambda: [e for e in events if e["event"] == "hard_box"], 3, "hard_box event")
+        assert "x 20.0 mm" in hard[-1]["detail"], hard
+        with pytest.raises(ArmStopped, match="release"):
+            env.reset(options={"layout_seed": 3})
+        hold = rc.msg_to_pose6(stand_in.commands[-1][1])  # what the arm was told: inside
+        assert not LIMITS.workspace.beyond_hard_box(hold)
+        with stand_in.lock:
+            stand_in.pose, stand_in.follow = hold, True  # the spring pulled it back
+        assert release().success
+        env.reset(options={"layout_seed": 3})
+        assert len([e for e in events if e["event"] == "hard_box"]) == len(hard)
+    finally:
+        with stand_in.lock:
+            stand_in.follow = True
+        release()
+        env.close()
+
+
 def test_franka_motion_is_limited_per_control_period(franka, wait):
     """franka_ros follows every message: a saturated 100 Hz stream must move the equilibrium no
     faster than the 10 Hz limits imply (0.2 m/s per axis), not 2 cm per message."""
