@@ -169,7 +169,8 @@ def footprint_reach(item: ObjectSpec, yaw_jitter: float) -> np.ndarray:
     if item.shape == "cylinder":
         return np.full(2, item.size[0])
     half = np.asarray(item.size[:2])
-    # hx cos(t) + hy sin(t) grows with t up to atan2(hy, hx): the largest at the nearest of the two
+    # hx cos(t) + hy sin(t) rises with t until t = atan2(hy, hx) (the half diagonal): the reach
+    # is at the smaller of that angle and the jitter
     reach = []
     for a, b in (half, half[::-1]):
         t = min(yaw_jitter, np.arctan2(b, a))
