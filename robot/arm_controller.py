@@ -21,8 +21,10 @@ The operator's stops act in the calling (service) thread and never wait for it:
   simulated world keeps running at the control rate (the real one does not stop either);
 - reflex / user stop / error from the backend -> hold (user stop: the e-stop latch), an event
   (the episode is marked), an error log for the operator, recovery after a reflex or error;
-- the measured TCP outside the hard box (Workspace.beyond_hard_box: commands never lead there,
+- the measured TCP leaving the hard box (Workspace.beyond_hard_box: commands never lead there,
   so the arm was pushed, collided or reports a wrong pose) latches the e-stop, event "hard_box".
+  The check arms once the TCP has been inside (an arm parked elsewhere at start-up, or released
+  by the operator outside, is not stopped for it: it would never get home).
 """
 
 from __future__ import annotations
@@ -151,6 +153,7 @@ class ArmController:
         self._requests: queue.Queue = queue.Queue()  # resets, for the loop thread
         self._last_status = clock()
         self._last_logged: dict[str, float] = {}  # throttled log key -> when
+        self._box_armed = False  # the measured TCP has been inside the hard box since start/latch
 
     # ------------------------------------------------------------------ actions (any thread)
     def on_action(self, data: list[float]) -> None:
@@ -391,15 +394,25 @@ class ArmController:
             self._event("watchdog_hold", decision.reason)
 
     def _hard_box(self) -> None:
-        """Latch the e-stop when the measured TCP is outside the hard box (once: while latched
-        the operator has been told; after the release the hold has pulled it back in)."""
+        """Latch the e-stop when the measured TCP leaves the hard box; armed again once it is
+        back inside (the hold pulls it in), so one excursion is told once."""
         with self.lock:
             measured = self.backend.measured_pose()
-            if measured is None or self.filter.estopped:
+            if measured is None:
                 return
             why = self.filter.limits.workspace.beyond_hard_box(measured)
             if not why:
+                self._box_armed = True
                 return
+            if not self._box_armed or self.filter.estopped:
+                if not self._box_armed:
+                    self._log_throttled(
+                        "outside box", 10.0, "warn",
+                        f"arm_node: {why} (not inside since start-up or the last e-stop): "
+                        "guide the arm over the task area",
+                    )  # fmt: skip
+                return
+            self._box_armed = False
             self._stopped(self.filter.estop(measured).pose)
         release = self.config.release_service
         self._event("hard_box", f"{why}: e-stop latched")

@@ -625,3 +625,21 @@ def test_beyond_hard_box_by_hand():
     text = ws.beyond_hard_box(np.array([0.30, 0.0, 0.20, 0.3, 0.3, 0.0]))
     assert "x 35.0 mm" in text and "z 25.0 mm" in text and "y" not in text.split("by")[1]
     assert "tilt 0.074 rad" in text  # |(0.3, 0.3, 0)| = 0.4243 - 0.35
+
+
+def test_an_arm_that_starts_outside_the_hard_box_is_not_stopped_until_it_was_inside(rig):
+    """A real arm may be parked anywhere at start-up (Franka's ready pose is ~35 cm above the
+    box): latching there would leave no way home. The operator is warned instead; once the TCP
+    has been inside, leaving latches."""
+    ws = LIMITS.workspace
+    parked = np.array([0.31, 0.0, 0.49, 0.0, 0.0, 0.0])
+    rig.arm.pose = parked
+    for _ in range(3):
+        rig.ctrl.loop_once()
+    assert not rig.filter.estopped and "hard_box" not in rig.out.kinds()
+    assert rig.out.logged("guide the arm over the task area") == 1  # throttled
+    rig.arm.pose = ws.home_pose()  # brought in (guided, or the walk home)
+    rig.ctrl.loop_once()
+    rig.arm.pose = parked
+    rig.ctrl.loop_once()
+    assert rig.filter.estopped and rig.out.kinds().count("hard_box") == 1
