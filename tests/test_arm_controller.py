@@ -620,11 +620,11 @@ def test_the_measured_tcp_beyond_the_hard_box_latches_the_estop_once(rig):
 
 
 def test_beyond_hard_box_by_hand():
-    ws = LIMITS.workspace  # hard box x 0.335-0.665, y -0.165-0.165, z -0.005-0.175, tilt 0.35
+    ws = LIMITS.workspace  # hard box x 0.335-0.665, y -0.165-0.165, z -0.005-0.175, tilt 0.40
     assert ws.beyond_hard_box(np.array([0.665, -0.165, 0.175, 0.2, 0.0, 0.0])) == ""
     text = ws.beyond_hard_box(np.array([0.30, 0.0, 0.20, 0.3, 0.3, 0.0]))
     assert "x 35.0 mm" in text and "z 25.0 mm" in text and "y" not in text.split("by")[1]
-    assert "tilt 0.074 rad" in text  # |(0.3, 0.3, 0)| = 0.4243 - 0.35
+    assert "tilt 0.024 rad" in text  # |(0.3, 0.3, 0)| = 0.4243 - 0.40
 
 
 def test_an_arm_that_starts_outside_the_hard_box_is_not_stopped_until_it_was_inside(rig):
