@@ -404,13 +404,14 @@ class ArmController:
             if not why:
                 self._box_armed = True
                 return
-            if not self._box_armed or self.filter.estopped:
-                if not self._box_armed:
-                    self._log_throttled(
-                        "outside box", 10.0, "warn",
-                        f"arm_node: {why} (not inside since start-up or the last e-stop): "
-                        "guide the arm over the task area",
-                    )  # fmt: skip
+            if self.filter.estopped:
+                return  # latched already: the hold pulls it in, the operator releases
+            if not self._box_armed:
+                self._log_throttled(
+                    "outside box", 10.0, "warn",
+                    f"arm_node: {why} (not inside since start-up or the last e-stop): "
+                    "guide the arm over the task area",
+                )  # fmt: skip
                 return
             self._box_armed = False
             self._stopped(self.filter.estop(measured).pose)

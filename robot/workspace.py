@@ -65,8 +65,8 @@ class Workspace:
         return np.concatenate([self.home_position, np.zeros(3)])
 
     def beyond_hard_box(self, measured: np.ndarray) -> str:
-        """ "" while the *measured* TCP is inside the hard box (safe_low..safe_high, tilt up to
-        max_tilt), else what is out and by how much: the commands never lead there, so the arm
+        """Empty while the *measured* TCP is inside the hard box (safe_low..safe_high, tilt up
+        to max_tilt), else what is out and by how much: the commands never lead there, so the arm
         was pushed, collided or its pose is wrong (arm_controller latches the e-stop)."""
         pose = np.asarray(measured, dtype=np.float64)
         over = np.maximum(np.asarray(self.safe_low) - pose[:3], pose[:3] - self.safe_high)
