@@ -12,7 +12,11 @@ from fosp.errors import UserError
 
 # Error types of other packages that mean a user mistake: (module, class). Looked up only in
 # modules already imported (an error cannot come from a module that was never loaded).
-_FOREIGN_USER_ERRORS = (("policy.replay", "ReplayError"), ("robot.task_spec", "TaskSpecError"))
+_FOREIGN_USER_ERRORS = (
+    ("policy.replay", "ReplayError"),
+    ("robot.task_spec", "TaskSpecError"),
+    ("robot.errors", "ArmOutsideBox"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

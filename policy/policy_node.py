@@ -331,6 +331,7 @@ def main() -> int:
     import rospy
 
     from policy.train import set_threads
+    from robot.errors import ArmOutsideBox
     from robot.ros_env import ensure_node
 
     ensure_node("policy_node")
@@ -357,7 +358,7 @@ def main() -> int:
             stale_grace=grace,
             log=rospy.loginfo,
         )
-    except UserError as err:
+    except (UserError, ArmOutsideBox) as err:  # a bad input, or the arm parked out of the box
         rospy.logerr(f"policy_node: {err}")
         return 1
     s = tuner.summary()

@@ -24,7 +24,9 @@ The operator's stops act in the calling (service) thread and never wait for it:
 - the measured TCP leaving the hard box (Workspace.beyond_hard_box: commands never lead there,
   so the arm was pushed, collided or reports a wrong pose) latches the e-stop, event "hard_box".
   The check arms once the TCP has been inside (an arm parked elsewhere at start-up, or released
-  by the operator outside, is not stopped for it: it would never get home).
+  by the operator outside, is not stopped for it). Nothing is made from a pose out there (the
+  filter's rule): actions are dropped, a reset is refused with where the arm is, stops keep
+  the last pose sent; the operator brings the arm over the task area.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from robot.backends.base import ArmBackend, BackendEvent, RobotMode
-from robot.safety import SafetyFilter
+from robot.safety import OutsideHardBox, SafetyFilter
 from robot.workspace import CONTROL_HZ
 
 # how close (m) the measured TCP must come to the home position for a walk home to end
@@ -514,10 +516,18 @@ class ArmController:
         """Real arm: walk the command to the home pose through the filter, one step a period.
         An e-stop or hold (checked under the lock before every pose) ends the walk at once.
         Raises TimeoutError (holding where the arm is) after `home_timeout`."""
-        target = self.filter.limits.workspace.home_pose()
+        workspace = self.filter.limits.workspace
+        target = workspace.home_pose()
         with self.lock:
             if self.filter.estopped:
                 raise Interrupted(self.estop_refusal())
+            outside = workspace.beyond_hard_box(self._measured())
+            if outside:  # the first pose would be clipped into the box: a jump of the spring
+                raise Interrupted(
+                    f"reset refused, nothing was sent: {outside}. Bring the arm over the task "
+                    "area first (docs/ros.md: franka_example_controllers' move_to_start.launch "
+                    "or hand-guiding), then reset again"
+                )
             stops = self.stops
             self._interrupt.clear()
             self.filter.reset(self._measured())
@@ -534,7 +544,13 @@ class ArmController:
                         + "reset again"
                     )
                 if not reached:
-                    pose, reached = self.filter.step_towards(target, self._measured())
+                    try:
+                        pose, reached = self.filter.step_towards(target, self._measured())
+                    except OutsideHardBox as why:  # pushed out on the way: keep the last pose
+                        self._stopped(self.filter.hold(self._measured(), "walk home").pose)
+                        raise Interrupted(
+                            f"reset interrupted: {why}; the arm holds the last pose sent"
+                        ) from None
                     self._send(pose, "home")
                 measured = self._measured()
                 if reached and np.linalg.norm(measured[:3] - target[:3]) < HOME_TOLERANCE:

@@ -15,3 +15,8 @@ class ArmStopped(RuntimeError):
     def __init__(self, message: str, stamp: float = 0.0):
         super().__init__(message)
         self.stamp = stamp
+
+
+class ArmOutsideBox(RuntimeError):
+    """reset refused: the measured TCP is outside the hard box, and nothing is commanded from
+    there. A user error (one line): the operator brings the arm over the task area."""

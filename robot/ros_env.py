@@ -41,12 +41,12 @@ from std_msgs.msg import Float32MultiArray, String
 from std_srvs.srv import Trigger
 
 from robot import ros_contract as rc
-from robot.errors import ArmStopped, StaleObservationError
+from robot.errors import ArmOutsideBox, ArmStopped, StaleObservationError
 from robot.outcome import EpisodeOutcome
 from robot.spaces import EPISODE_STEPS, safereach_spaces
 from robot.workspace import CONTROL_HZ
 
-__all__ = ["ArmStopped", "RosSafeReachEnv", "StaleObservationError", "ensure_node"]
+__all__ = ["ArmOutsideBox", "ArmStopped", "RosSafeReachEnv", "StaleObservationError", "ensure_node"]
 
 
 # events after which the arm no longer executes the episode's commands
@@ -206,6 +206,8 @@ class RosSafeReachEnv(gym.Env):
             text = response.message
             if "e-stop" in text or "interrupted" in text or "external stop" in text:
                 raise ArmStopped(f"arm_node did not reset: {text}", stamp=t0)
+            if "outside the hard box" in text:
+                raise ArmOutsideBox(f"arm_node did not reset: {text}")
             raise RuntimeError(f"arm_node reset failed: {text}")
         reply = json.loads(response.message)
         self.layout_seed = reply.get("layout_seed")

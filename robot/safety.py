@@ -15,6 +15,12 @@ the single definition of the limits in the stack:
   seconds, and re-arms on the next command;
 - an e-stop holds the measured pose and latches: every command is dropped until an operator
   calls `release()`. `reset()` (a new episode) never clears it;
+- nothing is made from a measured pose outside the hard box (`Workspace.beyond_hard_box`: the
+  task area + 4 cm, tilt up to 0.40 rad): commands are dropped, a walk home refuses to start
+  (`OutsideHardBox`), and a hold keeps the last pose sent (or sends nothing when none was).
+  Clipping such a pose into the box would move the impedance controller's equilibrium by up to
+  the arm's distance from the box in one message (Franka's ready pose is ~35 cm above it);
+  inside the hard box the clip moves it at most the tracking margin, 4 cm / 0.17 rad;
 - optionally (`rate_limit`, the franka backend, where every message is forwarded at once) the
   motion is rate-limited per control period: a command moves at most the fraction of a full
   step that the time since the previous command earned (a budget refilled at one step per
@@ -63,13 +69,17 @@ RATE_BURST = 1.5
 class Decision:
     """What the filter did with one input. `pose` is None when nothing must be sent."""
 
-    kind: str  # "command" | "rejected" | "estopped" | "hold"
+    kind: str  # "command" | "rejected" | "estopped" | "outside" | "hold"
     pose: np.ndarray | None
     reason: str = ""
 
 
 class EStopLatched(RuntimeError):
     """A scripted move (walk home) was asked for while the e-stop is latched."""
+
+
+class OutsideHardBox(RuntimeError):
+    """A scripted move (walk home) was asked for from a measured pose outside the hard box."""
 
 
 class SafetyFilter:
@@ -86,7 +96,7 @@ class SafetyFilter:
         self.held = False  # True after a watchdog/e-stop/explicit hold until the next command
         self.last_command_time: float | None = None
         self.rejected: dict[str, int] = {}
-        self.counts = {"command": 0, "rejected": 0, "estopped": 0, "hold": 0}
+        self.counts = {"command": 0, "rejected": 0, "estopped": 0, "outside": 0, "hold": 0}
         self.lock = threading.RLock()
         self._budget = RATE_BURST  # steps of motion the rate limit allows now
         self._budget_time: float | None = None
@@ -116,6 +126,10 @@ class SafetyFilter:
             if self.estopped:
                 self.counts["estopped"] += 1
                 return Decision("estopped", None, "e-stop latched: an operator must release it")
+            outside = self.limits.workspace.beyond_hard_box(measured)
+            if outside:
+                self.counts["outside"] += 1
+                return Decision("outside", None, f"{outside}: guide the arm over the task area")
             previous = self.commanded if self.commanded is not None else self._hold_pose(measured)
             delta = self.limits.action_to_delta(action) * self._rate_scale(now)
             proposed = self.limits.apply_delta(previous, delta)
@@ -150,11 +164,17 @@ class SafetyFilter:
             return self.hold(measured, reason=f"watchdog: no command for {now - last:.3f} s")
 
     def hold(self, measured: np.ndarray | None, reason: str = "hold") -> Decision:
-        """Hold the measured pose (clipped into the box) now. Without a measured pose (none yet)
-        the last command is held; with neither, nothing has been sent and the pose is None."""
+        """Hold the measured pose (clipped into the box) now. Without a measured pose (none yet),
+        or with one outside the hard box, the last command is held; with neither, nothing has
+        been sent and the pose is None."""
         with self.lock:
             if measured is not None:
-                self.commanded = self._hold_pose(self._check_measured(measured))
+                measured = self._check_measured(measured)
+                outside = self.limits.workspace.beyond_hard_box(measured)
+                if outside:
+                    reason = f"{reason}; {outside}: the last command is kept"
+                else:
+                    self.commanded = self._hold_pose(measured)
             self.held = True
             self.counts["hold"] += 1
             log.info("safety: holding pose (%s)", reason)
@@ -178,21 +198,31 @@ class SafetyFilter:
 
     def reset(self, pose: np.ndarray | None = None) -> None:
         """A new episode: clear the hold; `pose` becomes the reference for the next command. An
-        e-stop stays latched (only release() clears it)."""
+        e-stop stays latched (only release() clears it). A pose outside the hard box is no
+        reference (the next command starts from the measured pose, if that is inside)."""
         with self.lock:
             self.held = self.estopped
             self.last_command_time = None
-            self.commanded = None if pose is None else self._hold_pose(np.asarray(pose, float))
+            pose = None if pose is None else self._check_measured(pose)
+            if pose is None or self.limits.workspace.beyond_hard_box(pose):
+                self.commanded = None
+            else:
+                self.commanded = self._hold_pose(pose)
             self._budget, self._budget_time = RATE_BURST, None
 
     def step_towards(self, target: np.ndarray, measured: np.ndarray) -> tuple[np.ndarray, bool]:
         """One safe step of a scripted move (reset to home): the action that heads for `target`,
         filtered like any command. Returns (pose to send, whether the command reached target).
-        Raises EStopLatched while the e-stop is latched."""
+        Raises EStopLatched while the e-stop is latched, OutsideHardBox from a measured pose
+        outside the hard box."""
         with self.lock:
             if self.estopped:
                 raise EStopLatched("e-stop latched: an operator must release it first")
-            return self._step_towards(target, self._check_measured(measured))
+            measured = self._check_measured(measured)
+            outside = self.limits.workspace.beyond_hard_box(measured)
+            if outside:
+                raise OutsideHardBox(outside)
+            return self._step_towards(target, measured)
 
     def _step_towards(self, target: np.ndarray, measured: np.ndarray) -> tuple[np.ndarray, bool]:
         previous = self.commanded if self.commanded is not None else self._hold_pose(measured)

@@ -643,3 +643,45 @@ def test_an_arm_that_starts_outside_the_hard_box_is_not_stopped_until_it_was_ins
     rig.arm.pose = parked
     rig.ctrl.loop_once()
     assert rig.filter.estopped and rig.out.kinds().count("hard_box") == 1
+
+
+# Franka's ready pose (joints 0, -pi/4, 0, -3pi/4, 0, pi/2, pi/4): the TCP ~31 cm above the box
+READY = np.array([0.307, 0.0, 0.487, 0.0, 0.0, 0.0])
+
+
+def test_an_arm_parked_outside_the_hard_box_is_never_commanded_into_it():
+    """Clipping a pose far outside into the box moves the impedance controller's equilibrium
+    by the whole distance in one message (here 31 cm): nothing is made from there. The reset
+    is refused with where the arm is, actions are dropped, a stop sends nothing; once the arm
+    is brought over the task area, the walk home starts from where it is."""
+    rig = Rig(sim=False, start=READY)
+    answer = rig.ctrl.reset_episode()
+    assert not answer.success and "reset refused, nothing was sent" in answer.message
+    assert "z 312.0 mm" in answer.message and "move_to_start.launch" in answer.message
+    rig.act([1, 0, -1, 0, 0, 0], passes=3)
+    assert rig.filter.counts["outside"] == 1 and rig.out.logged("command dropped") == 1
+    assert rig.ctrl.estop("operator").success and rig.filter.estopped
+    assert rig.arm.holds[-1]["pose"] is None  # nothing was ever sent: nothing to hold
+    assert rig.arm.sent == [] and rig.out.poses == []
+    assert rig.ctrl.release("operator").success
+    rig.arm.pose = FAR  # brought over the task area
+    answer = rig.ctrl.reset_episode()
+    assert answer.success, answer.message
+    assert np.linalg.norm(rig.arm.sent[0][:3] - FAR[:3]) <= (
+        MAX_STEP_FACTOR * LIMITS.step.max_translation
+    )
+
+
+def test_an_arm_pushed_out_of_the_hard_box_on_the_walk_home_holds_the_last_pose_sent():
+    rig = Rig(sim=False, start=FAR, follow=True)
+
+    def push(waits: int) -> None:
+        if waits == 3:
+            rig.arm.pose = rig.arm.pose + [0.0, 0.0, 0.30, 0.0, 0.0, 0.0]
+
+    rig.clock.on_wait = push
+    answer = rig.ctrl.reset_episode()
+    assert not answer.success and "reset interrupted" in answer.message
+    assert "z " in answer.message and "the arm holds the last pose sent" in answer.message
+    assert len(rig.arm.sent) == 3
+    np.testing.assert_allclose(rig.arm.holds[-1]["pose"], rig.arm.sent[-1])

@@ -4,6 +4,7 @@ temporary file and names the path. `fosp` runs in-process (fast), a few cases in
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import json
@@ -434,3 +435,23 @@ def test_resume_removes_a_killed_trainers_temp_checkpoint(world, tmp_path, capsy
     assert run_fosp([*line.split(), "--resume"]) == 0, capsys.readouterr().err
     assert not stale.exists()
     assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_reset_refused_outside_the_hard_box_is_one_line(capsys, monkeypatch):
+    """The ROS env's refusal (the arm parked outside the hard box) ends a command with arm_node's
+    line, no traceback: the operator brings the arm in and runs it again."""
+    import fosp.cli
+    from robot.errors import ArmOutsideBox
+
+    line = "arm_node did not reset: reset refused, nothing was sent: measured TCP at [...]"
+
+    def refused(args):
+        raise ArmOutsideBox(line)
+
+    parser = fosp.cli.build_parser()
+    monkeypatch.setattr(fosp.cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(parser, "parse_args", lambda argv: argparse.Namespace(
+        command="collect", func=refused))  # fmt: skip
+    assert main(["collect"]) == 2
+    err = capsys.readouterr().err
+    assert line in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -15,6 +15,7 @@ from robot.safety import (
     MAX_STEP_FACTOR,
     RATE_BURST,
     EStopLatched,
+    OutsideHardBox,
     SafetyConfig,
     SafetyFilter,
     rotation_angle,
@@ -293,8 +294,8 @@ def test_rate_limit_caps_the_motion_per_control_period():
     for hz in (10.0, 100.0, 1000.0, 5000.0):
         clock = FakeClock()
         filt = SafetyFilter(SafetyConfig(limits=LIMITS, rate_limit=True), clock=clock)
-        filt.reset(WS.home_pose() - [0.1, 0, 0, 0, 0, 0])
-        start = filt.commanded.copy()  # clipped into the box
+        filt.reset(WS.home_pose() - [0.06, 0, 0, 0, 0, 0])  # in the hard box, not the command box
+        start = filt.commanded.copy()  # clipped into the command box
         measured = start.copy()
         xs = []
         for _ in range(int(hz * 0.5)):  # 0.5 s of +x at full speed
@@ -321,3 +322,40 @@ def test_rate_limit_caps_the_motion_per_control_period():
         new = filt.command([0, 1, 0, 0, 0, 0], pose).pose
         assert new[1] - pose[1] == pytest.approx(STEP.max_translation, abs=1e-12)
         pose = new
+
+
+def test_nothing_is_made_from_a_measured_pose_outside_the_hard_box():
+    """A pose outside the hard box clipped into the command box would move the equilibrium by
+    the arm's whole distance from the box in one message: commands are dropped, holds keep the
+    last pose sent, a walk home refuses. Inside the hard box a hold moves the equilibrium at
+    most the tracking margin (4 cm per axis, 0.17 rad)."""
+    ready = np.array([0.307, 0.0, 0.487, 0.0, 0.0, 0.0])  # Franka's ready pose, ~31 cm above
+    filt = SafetyFilter(SafetyConfig(limits=LIMITS))
+    assert filt.hold(ready).pose is None  # nothing sent yet: nothing to hold
+    filt.reset(ready)
+    assert filt.commanded is None  # no reference made from there
+    with pytest.raises(OutsideHardBox, match="z 312.0 mm"):
+        filt.step_towards(WS.home_pose(), ready)
+    decision = filt.command([0, 0, -1, 0, 0, 0], ready)
+    assert decision.kind == "outside" and decision.pose is None and filt.counts["outside"] == 1
+    last = filt.command([0, 0, -1, 0, 0, 0], WS.home_pose()).pose
+    tipped = WS.home_pose() + [0, 0, 0, WS.max_tilt + 0.01, 0, 0]
+    for outside in (ready, tipped):
+        held = filt.hold(outside, reason="test")
+        np.testing.assert_array_equal(held.pose, last)
+        assert "the last command is kept" in held.reason
+        assert filt.command([1, 0, 0, 0, 0, 0], outside).pose is None
+    assert np.array_equal(filt.estop(ready).pose, last) and filt.estopped
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.tuples(*(st.floats(lo, hi) for lo, hi in zip(WS.safe_low, WS.safe_high, strict=True))),
+    st.tuples(*(st.floats(-0.23, 0.23) for _ in range(3))),  # tilt up to 0.398 < max_tilt
+)
+def test_a_hold_inside_the_hard_box_moves_the_equilibrium_at_most_the_margin(xyz, rotvec):
+    measured = np.array([*xyz, *rotvec])
+    held = SafetyFilter(SafetyConfig(limits=LIMITS)).hold(measured).pose
+    assert held is not None and within_limits(held, LIMITS, TOL)[0]
+    assert np.all(np.abs(held[:3] - measured[:3]) <= WS.tracking_margin + TOL)
+    assert rotation_angle(held[3:], measured[3:]) <= WS.tilt_margin + TOL

@@ -321,14 +321,16 @@ def test_user_stop_latches_and_reset_drives_home(franka, wait):
     assert not response.success and "release" in response.message
     response = release()  # the operator's explicit release
     assert response.success, response.message
+    n = len(stand_in.commands)
     t0 = time.monotonic()
     response = reset()
     assert response.success, response.message
     took = time.monotonic() - t0
     home = LIMITS.workspace.home_pose()
     np.testing.assert_allclose(stand_in.pose[:3], home[:3], atol=0.006)
-    # the walk home went through the filter: every step within the limits
-    steps = [rc.msg_to_pose6(m) for _, m in stand_in.commands[-30:]]
+    # the walk home went through the filter: every step within the limits (the walk's own
+    # poses only: the last pose before it is where the previous episode left the command)
+    steps = [rc.msg_to_pose6(m) for _, m in stand_in.commands[n:]]
     for a, b in zip(steps, steps[1:], strict=False):
         assert np.linalg.norm(b[:3] - a[:3]) <= np.sqrt(3) * LIMITS.step.max_translation + 1e-9
     assert took < 10
@@ -484,6 +486,9 @@ def test_an_arm_pushed_beyond_the_hard_box_latches_the_estop_and_interrupts(fran
         assert not LIMITS.workspace.beyond_hard_box(hold)
         with stand_in.lock:
             stand_in.pose, stand_in.follow = hold, True  # the spring pulled it back
+            published = len(stand_in.published)
+        # arm_node must have measured it inside: from outside the hard box a reset is refused
+        wait(lambda: len(stand_in.published) > published + 5, 3, "the arm's state inside")
         assert release().success
         env.reset(options={"layout_seed": 3})
         assert len([e for e in events if e["event"] == "hard_box"]) == len(hard)
@@ -492,6 +497,63 @@ def test_an_arm_pushed_beyond_the_hard_box_latches_the_estop_and_interrupts(fran
             stand_in.follow = True
         release()
         env.close()
+
+
+def test_an_arm_parked_at_its_ready_pose_is_never_commanded_into_the_box(franka, wait):
+    """Franka's ready pose is ~31 cm above the box: clipping it into the box would move the
+    equilibrium 31 cm in one message. Over ROS: the arm leaves the box (the hard-box e-stop
+    latches, the operator releases it out there); then reset is refused with where the arm is,
+    actions send nothing, another e-stop only repeats the last equilibrium; brought over the
+    task area, it walks home."""
+    from robot.errors import ArmOutsideBox
+    from robot.ros_env import RosSafeReachEnv
+
+    stand_in, events, node = franka
+    ready = np.array([0.307, 0.0, 0.487, 0.0, 0.0, 0.0])
+    release = rospy.ServiceProxy(f"{NS}/release_estop", Trigger)
+    reset = rospy.ServiceProxy(f"{NS}/reset", Trigger)
+    pub = rospy.Publisher(f"{NS}/action", Float32MultiArray, queue_size=10)
+    wait(lambda: pub.get_num_connections() > 0, 5, "action subscriber")
+    latched = len([e for e in events if e["event"] == "hard_box"])
+    with stand_in.lock:  # parked: it stays there whatever it is told
+        stand_in.pose, stand_in.follow = ready.copy(), False
+    wait(lambda: len([e for e in events if e["event"] == "hard_box"]) > latched, 3, "hard_box")
+    time.sleep(0.1)
+    assert release().success
+    with stand_in.lock:
+        n, equilibrium = len(stand_in.commands), rc.msg_to_pose6(stand_in.commands[-1][1])
+    try:
+        refused = reset()
+        assert not refused.success and "reset refused, nothing was sent" in refused.message
+        assert "z 312.0 mm" in refused.message, refused.message
+        env = RosSafeReachEnv(NS, stale_grace=1.0)  # the collector's and the policy's env
+        try:  # a user error (one line, fosp/cli.py), not a stop to wait out
+            with pytest.raises(
+                ArmOutsideBox, match="outside the hard box by x 28.0 mm, z 312.0 mm"
+            ):
+                env.reset(options={"layout_seed": 1})
+        finally:
+            env.close()
+        for _ in range(5):
+            _publish(pub, [0, 0, -1, 0, 0, 0])
+            time.sleep(0.1)
+        assert rospy.ServiceProxy(f"{NS}/estop", Trigger)().success
+        assert release().success
+        time.sleep(0.3)
+        with stand_in.lock:
+            sent = [rc.msg_to_pose6(m) for _, m in stand_in.commands[n:]]
+            # the e-stop's hold repeats the equilibrium the controller has: nothing new
+            assert all(np.array_equal(p, equilibrium) for p in sent), (equilibrium, sent)
+            stand_in.pose = LIMITS.workspace.home_pose() + [0.1, 0, 0, 0, 0, 0]  # brought in
+            stand_in.follow, published = True, len(stand_in.published)
+        wait(lambda: len(stand_in.published) > published + 5, 3, "the arm's state inside")
+        answer = reset()
+        assert answer.success, answer.message
+    finally:
+        with stand_in.lock:
+            stand_in.follow = True
+        pub.unregister()
+        release()
 
 
 def test_franka_motion_is_limited_per_control_period(franka, wait):
