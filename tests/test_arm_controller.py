@@ -645,13 +645,14 @@ def test_an_arm_that_starts_outside_the_hard_box_is_not_stopped_until_it_was_ins
     assert rig.filter.estopped and rig.out.kinds().count("hard_box") == 1
 
 
-# Franka's ready pose (joints 0, -pi/4, 0, -3pi/4, 0, pi/2, pi/4): the TCP ~31 cm above the box
+# Franka's ready pose (joints 0, -pi/4, 0, -3pi/4, 0, pi/2, pi/4): the TCP 35 cm above the
+# command box (31 cm above the hard box)
 READY = np.array([0.307, 0.0, 0.487, 0.0, 0.0, 0.0])
 
 
 def test_an_arm_parked_outside_the_hard_box_is_never_commanded_into_it():
     """Clipping a pose far outside into the box moves the impedance controller's equilibrium
-    by the whole distance in one message (here 31 cm): nothing is made from there. The reset
+    by the whole distance in one message (here 36 cm): nothing is made from there. The reset
     is refused with where the arm is, actions are dropped, a stop sends nothing; once the arm
     is brought over the task area, the walk home starts from where it is."""
     rig = Rig(sim=False, start=READY)

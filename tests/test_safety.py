@@ -329,7 +329,7 @@ def test_nothing_is_made_from_a_measured_pose_outside_the_hard_box():
     the arm's whole distance from the box in one message: commands are dropped, holds keep the
     last pose sent, a walk home refuses. Inside the hard box a hold moves the equilibrium at
     most the tracking margin (4 cm per axis, 0.17 rad)."""
-    ready = np.array([0.307, 0.0, 0.487, 0.0, 0.0, 0.0])  # Franka's ready pose, ~31 cm above
+    ready = np.array([0.307, 0.0, 0.487, 0.0, 0.0, 0.0])  # Franka's ready pose, 35 cm above the box
     filt = SafetyFilter(SafetyConfig(limits=LIMITS))
     assert filt.hold(ready).pose is None  # nothing sent yet: nothing to hold
     filt.reset(ready)

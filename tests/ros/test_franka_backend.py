@@ -500,8 +500,8 @@ def test_an_arm_pushed_beyond_the_hard_box_latches_the_estop_and_interrupts(fran
 
 
 def test_an_arm_parked_at_its_ready_pose_is_never_commanded_into_the_box(franka, wait):
-    """Franka's ready pose is ~31 cm above the box: clipping it into the box would move the
-    equilibrium 31 cm in one message. Over ROS: the arm leaves the box (the hard-box e-stop
+    """Franka's ready pose is 35 cm above the command box: clipping it into the box would move the
+    equilibrium 36 cm in one message. Over ROS: the arm leaves the box (the hard-box e-stop
     latches, the operator releases it out there); then reset is refused with where the arm is,
     actions send nothing, another e-stop only repeats the last equilibrium; brought over the
     task area, it walks home."""
