@@ -521,7 +521,8 @@ class ArmController:
         with self.lock:
             if self.filter.estopped:
                 raise Interrupted(self.estop_refusal())
-            outside = workspace.beyond_hard_box(self._measured())
+            start = self._measured()  # one reading: the check and the walk's reference
+            outside = workspace.beyond_hard_box(start)
             if outside:  # the first pose would be clipped into the box: a jump of the spring
                 raise Interrupted(
                     f"reset refused, nothing was sent: {outside}. Bring the arm over the task "
@@ -530,7 +531,7 @@ class ArmController:
                 )
             stops = self.stops
             self._interrupt.clear()
-            self.filter.reset(self._measured())
+            self.filter.reset(start)
         deadline = self.clock() + float(self.config.home_timeout)
         reached = False
         measured = self._measured()
